@@ -1,0 +1,294 @@
+//! The config store: resources, their references and the global revision history, in SQLite
+//! or PostgreSQL through one sqlx `Any` implementation.
+//!
+//! Every write is one transaction that also records a revision (number, time, actor, what
+//! changed) and the resulting value of each changed resource in `resource_history`, so the full
+//! config at any revision can be rebuilt. Writes are serialised (an in-process lock, plus a
+//! PostgreSQL advisory lock so several control-plane replicas number revisions in commit order).
+//! The store knows nothing about resource fields: specs are JSON validated by `model`, and
+//! references between resources are passed in explicitly so the store can enforce them inside
+//! the write transaction.
+
+mod error;
+mod history;
+mod schema;
+mod writes;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use tokio::sync::{Mutex, watch};
+
+use crate::model::Kind;
+
+pub use error::StoreError;
+pub use history::{ChangeSummary, ResourceChange, Revision};
+
+/// A stored resource: its validated spec plus server-set fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredResource {
+    /// The resource kind.
+    pub kind: Kind,
+    /// Unique per kind.
+    pub name: String,
+    /// The revision number of the write that last changed it.
+    pub version: i64,
+    /// Unix milliseconds of that write.
+    pub updated_at_ms: i64,
+    /// The validated spec, as JSON (without `name`, `version`, `updated_at`).
+    pub spec: serde_json::Value,
+}
+
+/// A reference from one resource's field to another resource, enforced by the store: a put
+/// fails if the target is missing, a delete fails while anything refers to the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The referring field's path, e.g. `cluster` or `weighted_clusters[1].cluster`.
+    pub field: String,
+    /// Kind of the referenced resource.
+    pub kind: Kind,
+    /// Name of the referenced resource.
+    pub name: String,
+}
+
+/// What a write expects to find, for `POST` (must not exist) and `If-Match` (optimistic
+/// concurrency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Create or replace, whatever is there.
+    Any,
+    /// The resource must not exist yet.
+    Absent,
+    /// The resource must exist at exactly this version.
+    Version(i64),
+}
+
+/// One change of a write.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Create or replace a resource.
+    Put {
+        /// Resource kind.
+        kind: Kind,
+        /// Resource name.
+        name: String,
+        /// Validated spec.
+        spec: serde_json::Value,
+        /// References the spec makes to other resources.
+        refs: Vec<Reference>,
+        /// Precondition.
+        expect: Expect,
+    },
+    /// Delete a resource.
+    Delete {
+        /// Resource kind.
+        kind: Kind,
+        /// Resource name.
+        name: String,
+        /// Precondition (`Expect::Absent` is meaningless here and treated as `Any`).
+        expect: Expect,
+    },
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default.
+    Sqlite,
+    /// Production, and several replicas.
+    Postgres,
+}
+
+/// Handle to the config store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+    write_lock: std::sync::Arc<Mutex<()>>,
+    committed: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://…`, created if missing, or `postgres://…`) and runs
+    /// the migrations of that backend.
+    pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if database_url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database url {database_url:?}: use sqlite://… or postgres://…"
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite if !database_url.contains("mode=") => {
+                let sep = if database_url.contains('?') { '&' } else { '?' };
+                format!("{database_url}{sep}mode=rwc")
+            }
+            _ => database_url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            })
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&url)
+            .await?;
+        schema::migrate(&pool, backend).await?;
+        let head = history::head(&pool).await?;
+        let (committed, _) = watch::channel(head);
+        Ok(Store {
+            pool,
+            backend,
+            url: database_url.to_owned(),
+            write_lock: Default::default(),
+            committed,
+        })
+    }
+
+    /// The database in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database URL this store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The latest committed revision number, updated after every commit through this handle.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.committed.subscribe()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// All resources of a kind, ordered by name.
+    pub async fn list(&self, kind: Kind) -> Result<Vec<StoredResource>, StoreError> {
+        history::list(&self.pool, Some(kind)).await
+    }
+
+    /// All resources of every kind.
+    pub async fn list_all(&self) -> Result<Vec<StoredResource>, StoreError> {
+        history::list(&self.pool, None).await
+    }
+
+    /// One resource, if it exists.
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Option<StoredResource>, StoreError> {
+        history::get(&self.pool, kind, name).await
+    }
+
+    /// Applies `changes` atomically as one new revision by `actor`, returning the revision.
+    /// Nothing is written when any change fails its precondition or reference check.
+    pub async fn apply(&self, changes: Vec<Change>, actor: &str) -> Result<Revision, StoreError> {
+        let _serialised = self.write_lock.lock().await;
+        let revision = writes::apply(&self.pool, self.backend, changes, actor).await?;
+        self.committed.send_replace(revision.number);
+        Ok(revision)
+    }
+
+    /// Creates or replaces one resource; returns it as stored.
+    pub async fn put(
+        &self,
+        kind: Kind,
+        name: &str,
+        spec: serde_json::Value,
+        refs: Vec<Reference>,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<StoredResource, StoreError> {
+        let revision = self
+            .apply(
+                vec![Change::Put {
+                    kind,
+                    name: name.to_owned(),
+                    spec: spec.clone(),
+                    refs,
+                    expect,
+                }],
+                actor,
+            )
+            .await?;
+        Ok(StoredResource {
+            kind,
+            name: name.to_owned(),
+            version: revision.number,
+            updated_at_ms: revision.created_at_ms,
+            spec,
+        })
+    }
+
+    /// Deletes one resource; `NotFound` if it does not exist.
+    pub async fn delete(
+        &self,
+        kind: Kind,
+        name: &str,
+        expect: Expect,
+        actor: &str,
+    ) -> Result<Revision, StoreError> {
+        self.apply(
+            vec![Change::Delete {
+                kind,
+                name: name.to_owned(),
+                expect,
+            }],
+            actor,
+        )
+        .await
+    }
+
+    /// Revision history, newest first: at most `limit` revisions numbered below `before`.
+    pub async fn revisions(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<Revision>, StoreError> {
+        history::revisions(&self.pool, limit, before).await
+    }
+
+    /// One revision's record.
+    pub async fn revision(&self, number: i64) -> Result<Option<Revision>, StoreError> {
+        history::revision(&self.pool, number).await
+    }
+
+    /// The whole config as it was right after revision `number`.
+    pub async fn config_at(&self, number: i64) -> Result<Vec<StoredResource>, StoreError> {
+        history::config_at(&self.pool, number).await
+    }
+
+    /// Every resource change committed after revision `after` (up to `upto`), the latest value
+    /// of each changed resource (`None` when deleted). Used to build incremental snapshots.
+    pub async fn changes_since(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<ResourceChange>, StoreError> {
+        history::changes_since(&self.pool, after, upto).await
+    }
+
+    /// Restores the config of revision `number` as a new revision by `actor`.
+    pub async fn rollback(&self, number: i64, actor: &str) -> Result<Revision, StoreError> {
+        let _serialised = self.write_lock.lock().await;
+        let revision = writes::rollback(&self.pool, self.backend, number, actor).await?;
+        self.committed.send_replace(revision.number);
+        Ok(revision)
+    }
+}

@@ -1,0 +1,60 @@
+//! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test, so tests run
+//! in parallel without seeing each other's data.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use switchyard_control_plane::store::Store;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// A store on a new SQLite file in the system temp dir.
+pub async fn sqlite_store() -> Store {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("switchyard_test")));
+    Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("sqlite store")
+}
+
+/// The PostgreSQL server used by tests: `SWITCHYARD_TEST_POSTGRES` or the local default.
+pub fn postgres_admin_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A URL of a new, empty PostgreSQL database.
+pub async fn postgres_database_url() -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let name = unique("switchyard_test");
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL must be running for the tests (see README)");
+    // `name` is generated above from digits and underscores only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// A store on a new PostgreSQL database.
+pub async fn postgres_store() -> Store {
+    Store::connect(&postgres_database_url().await)
+        .await
+        .expect("postgres store")
+}
