@@ -1,1 +1,177 @@
+//! Switchyard proxy: the data plane, configured over Delta ADS.
+//!
+//! # Layout
+//!
+//! The flow of config, then of a request:
+//!
+//! - [`config`]: startup settings ([`Config`]) and flag-format parsing.
+//! - [`xds_client`]: the Delta ADS stream; the **only writer** of the snapshot. Decodes and
+//!   validates resources, publishes a new snapshot, ACKs or NACKs.
+//! - [`model`]: wire protos → validated domain types (`TryFrom`; a failure is a NACK).
+//! - [`resource_set`]: the resources held, with versions (what `initial_resource_versions` and
+//!   `/config_dump` report).
+//! - [`snapshot`]: immutable compiled config — [`router::Router`] plus one balancer and
+//!   connection pool per cluster — read lock-free through an `ArcSwap`.
+//! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
+//! - [`handler`]: the request path — one snapshot load, route, act, JSON errors, metrics.
+//! - [`router`]: host-indexed, pre-sorted route selection.
+//! - [`balancer`]: endpoint choice per cluster (one file per policy).
+//! - [`upstream`]: pooled client, header rewrite ([`forwarding`]), timeouts.
+//! - [`error`]: request-path errors (status, who failed, retryable).
+//! - [`admin`]: `/ready`, `/config_dump`, `/metrics` ([`metrics`]).
+//! - [`state`]: what the tasks share.
+//!
+//! Start with [`Proxy::bind`] (port 0 is fine; read back [`Proxy::listen_addr`] and
+//! [`Proxy::admin_addr`]) then [`Proxy::serve`], or call [`run`] to do both.
 
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balancer;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod forwarding;
+pub mod handler;
+pub mod metrics;
+pub mod model;
+pub mod resource_set;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod upstream;
+pub mod xds_client;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, ConfigError};
+use state::Shared;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A proxy whose listeners are bound but not yet serving.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Config,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    listen_addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+impl Proxy {
+    /// Binds the traffic and admin listeners (so their ports are known before serving).
+    pub async fn bind(config: Config) -> Result<Self, StartError> {
+        if config.control_plane.is_empty() {
+            return Err(ConfigError::NoControlPlane.into());
+        }
+        let listener = bind("listen", config.listen).await?;
+        let admin_listener = bind("admin", config.admin_addr).await?;
+        let listen_addr = local_addr("listen", &listener, config.listen)?;
+        let admin_addr = local_addr("admin", &admin_listener, config.admin_addr)?;
+        Ok(Self {
+            config,
+            listener,
+            admin_listener,
+            listen_addr,
+            admin_addr,
+        })
+    }
+
+    /// The bound client-traffic address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, drains in-flight requests
+    /// (bounded by `drain_timeout`) and stops the config stream.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let Proxy {
+            config,
+            listener,
+            admin_listener,
+            listen_addr,
+            admin_addr,
+        } = self;
+        let shared = Arc::new(Shared::new(
+            config.node_id.clone(),
+            config.labels.clone(),
+            config.control_plane.clone(),
+        ));
+        let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let admin_shared = Arc::clone(&shared);
+        let admin = tokio::spawn(server::serve(
+            "admin",
+            admin_listener,
+            move |request, _client| admin::handle(Arc::clone(&admin_shared), request),
+            stop_rx.clone(),
+            config.drain_timeout,
+        ));
+        let traffic_shared = Arc::clone(&shared);
+        let traffic = tokio::spawn(server::serve(
+            "proxy",
+            listener,
+            move |request, client| {
+                let shared = Arc::clone(&traffic_shared);
+                async move { handler::handle(&shared, &client, request).await }
+            },
+            stop_rx,
+            config.drain_timeout,
+        ));
+        tracing::info!(%listen_addr, %admin_addr, node_id = %config.node_id, "proxy started");
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = traffic.await;
+        xds.abort();
+        let _ = admin.await;
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}
+
+/// Binds, serves until `shutdown`, drains: the whole life of a proxy.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    Proxy::bind(config).await?.serve(shutdown).await
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}

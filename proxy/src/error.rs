@@ -1,0 +1,106 @@
+//! Request-path failures: which HTTP status each one gets, who failed, and whether a retry is
+//! allowed, as data (for the retry policy of a later issue and for metrics).
+//!
+//! Config and startup errors live with their own modules; this is only what a client can see.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{ProxyBody, full};
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The client's request cannot be served as sent (e.g. no route).
+    Downstream,
+    /// The upstream refused, reset or timed out.
+    Upstream,
+    /// The proxy's own config or limits.
+    Internal,
+}
+
+/// A request the proxy answers itself with `{"error": …, "request_id": …}`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProxyError {
+    #[error("no route matched")]
+    NoRoute,
+    #[error("cluster not found")]
+    ClusterNotFound,
+    #[error("no endpoint available")]
+    NoEndpoint,
+    #[error("route action {0} is not supported by this proxy yet")]
+    Unsupported(&'static str),
+    #[error("upstream connect failed")]
+    UpstreamConnect,
+    #[error("upstream connection failed")]
+    UpstreamReset,
+    #[error("upstream timed out")]
+    Timeout,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::ClusterNotFound | ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::UpstreamConnect | ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::NoRoute => Blame::Downstream,
+            ProxyError::ClusterNotFound | ProxyError::NoEndpoint | ProxyError::Unsupported(_) => {
+                Blame::Internal
+            }
+            ProxyError::UpstreamConnect | ProxyError::UpstreamReset | ProxyError::Timeout => {
+                Blame::Upstream
+            }
+        }
+    }
+
+    /// Whether sending the request again (to another endpoint) may succeed. A connect failure
+    /// never reached the upstream, so it is always safe; a reset or timeout may have been
+    /// processed, so the retry policy must also check idempotency.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::UpstreamConnect | ProxyError::UpstreamReset | ProxyError::Timeout
+        )
+    }
+
+    /// The JSON error response.
+    pub fn to_response(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
+        let body = serde_json::json!({
+            "error": self.to_string(),
+            "request_id": request_id.to_str().unwrap_or_default(),
+        });
+        let mut response = Response::new(full(body.to_string()));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_json_error() {
+        let response = ProxyError::ClusterNotFound.to_response(&HeaderValue::from_static("abc"));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "cluster not found");
+        assert_eq!(json["request_id"], "abc");
+        assert_eq!(ProxyError::Timeout.blame(), Blame::Upstream);
+        assert!(!ProxyError::NoRoute.retryable());
+    }
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics as plain atomics: the request path only does relaxed increments (no lock,
+//! no allocation); rendering the text format happens on the admin path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every counter the proxy exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests_by_class: [AtomicU64; 5],
+    /// Cumulative-on-render: each slot counts observations that fell in that bucket only.
+    duration_buckets: [AtomicU64; BUCKETS.len() + 1],
+    duration_sum_micros: AtomicU64,
+    upstream_errors: AtomicU64,
+    config_updates: AtomicU64,
+    config_nacks: AtomicU64,
+    control_plane_connected: AtomicBool,
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn observe_request(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests_by_class[class].fetch_add(1, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.duration_sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn config_update(&self) {
+        self.config_updates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn config_nack(&self) {
+        self.config_nacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.control_plane_connected
+            .store(connected, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.control_plane_connected.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        out.push_str(
+            "# HELP switchyard_proxy_requests_total Requests answered, by status class.\n",
+        );
+        out.push_str("# TYPE switchyard_proxy_requests_total counter\n");
+        for (class, counter) in CLASSES.iter().zip(&self.requests_by_class) {
+            let _ = writeln!(
+                out,
+                "switchyard_proxy_requests_total{{code_class=\"{class}\"}} {}",
+                load(counter)
+            );
+        }
+        out.push_str(
+            "# HELP switchyard_proxy_request_duration_seconds Time to response headers.\n",
+        );
+        out.push_str("# TYPE switchyard_proxy_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (index, counter) in self.duration_buckets.iter().enumerate() {
+            cumulative += load(counter);
+            let bound = BUCKETS
+                .get(index)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "switchyard_proxy_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let sum = load(&self.duration_sum_micros) as f64 / 1e6;
+        let _ = writeln!(out, "switchyard_proxy_request_duration_seconds_sum {sum}");
+        let _ = writeln!(
+            out,
+            "switchyard_proxy_request_duration_seconds_count {cumulative}"
+        );
+        let counters = [
+            (
+                "switchyard_proxy_upstream_errors_total",
+                "Upstream connect failures, resets and timeouts.",
+                load(&self.upstream_errors),
+            ),
+            (
+                "switchyard_proxy_config_updates_total",
+                "Config responses applied (ACKed or partially NACKed).",
+                load(&self.config_updates),
+            ),
+            (
+                "switchyard_proxy_config_nacks_total",
+                "Config responses NACKed.",
+                load(&self.config_nacks),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let connected = u8::from(self.connected());
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_proxy_control_plane_connected Whether the config stream is up.\n\
+             # TYPE switchyard_proxy_control_plane_connected gauge\n\
+             switchyard_proxy_control_plane_connected {connected}"
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let metrics = Metrics::default();
+        metrics.observe_request(200, Duration::from_millis(3));
+        metrics.observe_request(503, Duration::from_secs(20));
+        metrics.config_nack();
+        let text = metrics.render();
+        assert!(text.contains("switchyard_proxy_requests_total{code_class=\"2xx\"} 1"));
+        assert!(text.contains("switchyard_proxy_requests_total{code_class=\"5xx\"} 1"));
+        assert!(text.contains("switchyard_proxy_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("switchyard_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("switchyard_proxy_request_duration_seconds_count 2"));
+        assert!(text.contains("switchyard_proxy_config_nacks_total 1"));
+        assert!(text.contains("switchyard_proxy_control_plane_connected 0"));
+    }
+}

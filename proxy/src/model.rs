@@ -1,0 +1,11 @@
+//! Validated domain types built from the wire protos with `TryFrom`.
+//!
+//! Invalid config is refused here (and NACKed by the xDS client), never discovered while
+//! routing. This module holds plain data only: compiling it into routers and balancers is the
+//! snapshot's job.
+
+pub mod cluster;
+pub mod route;
+
+pub use cluster::{ClusterError, ClusterSpec, EndpointSpec, LbPolicy};
+pub use route::{HostMatch, PathMatch, RouteAction, RouteError, RouteMatchSpec, RouteSpec};

@@ -1,0 +1,74 @@
+//! State shared by the servers and the xDS client: the snapshot cell, metrics, and the
+//! identity and connection status shown on the admin endpoints.
+//!
+//! Only the xDS client writes the snapshot and status; everything else reads.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+/// Shared by every task of one proxy.
+#[derive(Debug)]
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub node_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub control_planes: Vec<String>,
+    /// Admin-path only (never touched by requests), so a mutex is fine.
+    pub xds: Mutex<XdsStatus>,
+}
+
+/// What the xDS client reports about itself.
+#[derive(Debug, Default, Clone)]
+pub struct XdsStatus {
+    /// The control-plane address of the current (or last) stream.
+    pub address: Option<String>,
+    pub last_nack: Option<Nack>,
+}
+
+/// The last response the proxy NACKed.
+#[derive(Debug, Clone)]
+pub struct Nack {
+    pub type_url: String,
+    pub nonce: String,
+    pub revision: String,
+    pub message: String,
+}
+
+impl Shared {
+    pub fn new(
+        node_id: String,
+        labels: BTreeMap<String, String>,
+        control_planes: Vec<String>,
+    ) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            metrics: Metrics::default(),
+            node_id,
+            labels,
+            control_planes,
+            xds: Mutex::new(XdsStatus::default()),
+        }
+    }
+
+    /// A copy of the xDS status (a poisoned lock still yields the data).
+    pub fn xds_status(&self) -> XdsStatus {
+        self.xds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn update_xds_status(&self, update: impl FnOnce(&mut XdsStatus)) {
+        let mut status = self
+            .xds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut status);
+    }
+}
