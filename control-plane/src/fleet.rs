@@ -101,18 +101,19 @@ impl Fleet {
         });
     }
 
-    /// `node_id` ACKed the response for `kind` holding `names`; `revision` is set once every
-    /// type is in sync at one revision.
-    pub fn acked(&self, node_id: &str, kind: Kind, names: &[String], revision: Option<i64>) {
+    /// `node_id` ACKed the response for `kind` holding `names`.
+    pub fn acked(&self, node_id: &str, kind: Kind, names: &[String]) {
         self.update(node_id, |record| {
             for name in names {
                 record.pending.remove(&(kind, name.clone()));
             }
             record.nacked.remove(&kind);
-            if revision.is_some() {
-                record.config_revision = revision;
-            }
         });
+    }
+
+    /// `node_id` holds every resource of config `revision`.
+    pub fn synced(&self, node_id: &str, revision: i64) {
+        self.update(node_id, |record| record.config_revision = Some(revision));
     }
 
     /// `node_id` NACKed the response for `kind` that carried `resources`.

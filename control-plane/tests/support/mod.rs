@@ -43,6 +43,7 @@ pub async fn postgres_database_url() -> String {
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .expect("PostgreSQL must be running for the tests (see README)");
+    drop_stale_databases(&mut conn).await;
     // `name` is generated above from digits and underscores only.
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
@@ -57,4 +58,29 @@ pub async fn postgres_store() -> Store {
     Store::connect(&postgres_database_url().await)
         .await
         .expect("postgres store")
+}
+
+/// Drops test databases left by test processes that have exited (their pid is in the name),
+/// so repeated runs do not pile them up. Errors are ignored: another process may race us.
+async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
+    use sqlx::Row;
+    let Ok(rows) =
+        sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'switchyard_test_%'")
+            .fetch_all(&mut *conn)
+            .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get("datname");
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            // `name` was checked above to be a plain identifier.
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
 }

@@ -1,0 +1,50 @@
+//! Control-plane settings: the fixed flags of the SPEC, each also read from its env var.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// Flags and environment of the `control-plane` binary.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "control-plane", version, about = "Switchyard control plane")]
+pub struct Config {
+    /// `sqlite://…` (embedded default, created if missing) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://switchyard.db")]
+    pub database_url: String,
+    /// REST admin API, `/metrics` and `/healthz`.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:8080")]
+    pub admin_addr: SocketAddr,
+    /// gRPC config and report streams.
+    #[arg(long, env = "XDS_ADDR", default_value = "127.0.0.1:18000")]
+    pub xds_addr: SocketAddr,
+    /// Bearer token with full rights on the admin API. Without one the API is open, and only
+    /// a loopback `--admin-addr` is allowed.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An open admin API on a non-loopback address.
+    #[error(
+        "refusing to serve an admin API without --admin-token on non-loopback address {0}; set ADMIN_TOKEN or bind 127.0.0.1"
+    )]
+    OpenAdminOnNetwork(SocketAddr),
+    /// An empty token.
+    #[error("--admin-token must not be empty")]
+    EmptyToken,
+}
+
+impl Config {
+    /// Checks settings that flags alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.admin_token {
+            Some(token) if token.is_empty() => Err(ConfigError::EmptyToken),
+            None if !self.admin_addr.ip().is_loopback() => {
+                Err(ConfigError::OpenAdminOnNetwork(self.admin_addr))
+            }
+            _ => Ok(()),
+        }
+    }
+}

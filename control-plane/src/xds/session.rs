@@ -1,0 +1,277 @@
+//! One proxy's Delta ADS session as a state machine, free of I/O: requests and new snapshots
+//! go in, responses come out. Tracks per type what the proxy holds (so a change sends only
+//! the changed resources and a reconnect only the difference), the nonces awaiting an answer,
+//! and reports ACKs and NACKs to the fleet registry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+
+use crate::fleet::Fleet;
+use crate::model::Kind;
+use crate::snapshot::Snapshot;
+
+/// Why a session cannot go on.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SessionError {
+    /// The first request carried no node id.
+    #[error("the first request must carry node.id")]
+    MissingNode,
+    /// A type URL this server does not serve.
+    #[error("unknown type_url {0:?}")]
+    UnknownType(String),
+}
+
+/// What was sent in one response, until the proxy answers it.
+#[derive(Debug)]
+struct InFlight {
+    kind: Kind,
+    revision: i64,
+    resources: Vec<(String, String)>,
+    removed: Vec<String>,
+}
+
+/// Per-type state of a subscription.
+#[derive(Debug, Default)]
+struct Subscription {
+    /// Name → version the proxy holds (what it reported at subscribe time, updated by every
+    /// response sent since).
+    held: HashMap<String, String>,
+}
+
+/// A Delta ADS session with one proxy.
+#[derive(Debug)]
+pub struct Session {
+    fleet: Arc<Fleet>,
+    node_id: Option<String>,
+    subscriptions: BTreeMap<Kind, Subscription>,
+    in_flight: HashMap<String, InFlight>,
+    /// The snapshot revision every subscription has been diffed against.
+    revision: i64,
+    /// Whether a response of the current revision was NACKed.
+    nacked_since_send: bool,
+    next_nonce: u64,
+}
+
+impl Session {
+    /// A new session reporting to `fleet`.
+    pub fn new(fleet: Arc<Fleet>) -> Session {
+        Session {
+            fleet,
+            node_id: None,
+            subscriptions: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            revision: 0,
+            nacked_since_send: false,
+            next_nonce: 0,
+        }
+    }
+
+    /// The fleet registry this session reports to.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// The proxy's node id, once known.
+    pub fn node_id(&self) -> Option<&str> {
+        self.node_id.as_deref()
+    }
+
+    /// Handles one request from the proxy against the current snapshot; returns the responses
+    /// to send.
+    pub fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<DeltaDiscoveryResponse>, SessionError> {
+        if self.node_id.is_none() {
+            let node = request.node.as_ref().filter(|n| !n.id.is_empty());
+            let node = node.ok_or(SessionError::MissingNode)?;
+            self.node_id = Some(node.id.clone());
+            self.fleet.connected(&node.id, labels_of(node));
+        }
+        let kind = Kind::from_type_url(&request.type_url)
+            .ok_or_else(|| SessionError::UnknownType(request.type_url.clone()))?;
+
+        if !request.response_nonce.is_empty() {
+            self.on_answer(kind, &request);
+            return Ok(Vec::new());
+        }
+        // Bring existing subscriptions to this snapshot first, so all share one revision.
+        let mut responses = self.on_snapshot(snapshot);
+        // A (re)subscription: the proxy says what it holds; send it the difference.
+        let subscription = Subscription {
+            held: request.initial_resource_versions,
+        };
+        self.subscriptions.insert(kind, subscription);
+        responses.extend(self.diff(kind, snapshot, None, true));
+        Ok(responses)
+    }
+
+    /// Handles a new snapshot: the responses that bring every subscription up to date, in
+    /// push order (clusters before routes).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        if snapshot.revision == self.revision {
+            return Vec::new();
+        }
+        // Only the changed names need a look when this snapshot follows the one we diffed.
+        let changed = snapshot
+            .changed
+            .as_ref()
+            .filter(|_| snapshot.previous_revision == self.revision);
+        self.revision = snapshot.revision;
+        let kinds: Vec<Kind> = self.subscriptions.keys().copied().collect();
+        let responses: Vec<_> = kinds
+            .into_iter()
+            .filter_map(|kind| self.diff(kind, snapshot, changed.map(Vec::as_slice), false))
+            .collect();
+        if responses.is_empty() {
+            self.report_if_synced();
+        }
+        responses
+    }
+
+    fn on_answer(&mut self, kind: Kind, request: &DeltaDiscoveryRequest) {
+        let Some(sent) = self.in_flight.remove(&request.response_nonce) else {
+            // An answer to a nonce we no longer track (e.g. from before a reconnect).
+            return;
+        };
+        let node_id = self.node_id.clone().unwrap_or_default();
+        match &request.error_detail {
+            Some(status) => {
+                if sent.revision == self.revision {
+                    self.nacked_since_send = true;
+                }
+                tracing::warn!(node_id = %node_id, kind = %kind, error = %status.message, "proxy rejected config (NACK)");
+                self.fleet
+                    .nacked(&node_id, kind, &sent.resources, &status.message);
+            }
+            None => {
+                let names: Vec<String> = sent
+                    .resources
+                    .iter()
+                    .map(|(name, _)| name.clone())
+                    .chain(sent.removed.iter().cloned())
+                    .collect();
+                self.fleet.acked(&node_id, kind, &names);
+                self.report_if_synced();
+            }
+        }
+        debug_assert_eq!(sent.kind, kind);
+    }
+
+    /// When nothing is awaiting an answer and nothing was refused, the proxy holds this
+    /// revision of the config.
+    fn report_if_synced(&self) {
+        let all_subscribed = switchyard_proto::type_url::ALL
+            .iter()
+            .all(|url| Kind::from_type_url(url).is_some_and(|k| self.subscriptions.contains_key(&k)));
+        if all_subscribed && self.in_flight.is_empty() && !self.nacked_since_send {
+            if let Some(node_id) = &self.node_id {
+                self.fleet.synced(node_id, self.revision);
+            }
+        }
+    }
+
+    /// The response that brings `kind` up to date, or `None` when it already is (a new
+    /// subscription always gets a response, possibly empty, so the proxy knows it is in sync).
+    fn diff(
+        &mut self,
+        kind: Kind,
+        snapshot: &Snapshot,
+        changed: Option<&[(Kind, String)]>,
+        always: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let subscription = self.subscriptions.get_mut(&kind)?;
+        let current = snapshot.of_kind(kind);
+        let mut resources = Vec::new();
+        let mut removed = Vec::new();
+        let mut consider = |name: &str, held: &mut HashMap<String, String>| match current
+            .and_then(|m| m.get(name))
+        {
+            Some(resource) => {
+                if held.get(name) != Some(&resource.version) {
+                    held.insert(name.to_owned(), resource.version.clone());
+                    resources.push(Resource {
+                        name: resource.name.clone(),
+                        version: resource.version.clone(),
+                        resource: Some(resource.any.clone()),
+                        ..Default::default()
+                    });
+                }
+            }
+            None => {
+                if held.remove(name).is_some() {
+                    removed.push(name.to_owned());
+                }
+            }
+        };
+        match changed {
+            Some(changed) => {
+                for (_, name) in changed.iter().filter(|(k, _)| *k == kind) {
+                    consider(name, &mut subscription.held);
+                }
+            }
+            None => {
+                let mut names: Vec<String> = subscription.held.keys().cloned().collect();
+                if let Some(current) = current {
+                    names.extend(current.keys().cloned());
+                }
+                names.sort_unstable();
+                names.dedup();
+                for name in names {
+                    consider(&name, &mut subscription.held);
+                }
+            }
+        }
+        if resources.is_empty() && removed.is_empty() && !always {
+            return None;
+        }
+        resources.sort_by(|a, b| a.name.cmp(&b.name));
+        self.next_nonce += 1;
+        let nonce = self.next_nonce.to_string();
+        let sent: Vec<(String, String)> = resources
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        if let Some(node_id) = &self.node_id {
+            self.fleet.sent(node_id, kind, &sent);
+        }
+        self.nacked_since_send = false;
+        self.in_flight.insert(
+            nonce.clone(),
+            InFlight {
+                kind,
+                revision: snapshot.revision,
+                resources: sent,
+                removed: removed.clone(),
+            },
+        );
+        Some(DeltaDiscoveryResponse {
+            system_version_info: snapshot.revision.to_string(),
+            resources,
+            type_url: kind.type_url().to_owned(),
+            removed_resources: removed,
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+fn labels_of(node: &envoy_types::pb::envoy::config::core::v3::Node) -> BTreeMap<String, String> {
+    use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
+    let Some(metadata) = &node.metadata else {
+        return BTreeMap::new();
+    };
+    metadata
+        .fields
+        .iter()
+        .filter_map(|(key, value)| match &value.kind {
+            Some(ValueKind::StringValue(s)) => Some((key.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
