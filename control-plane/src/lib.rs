@@ -1,1 +1,24 @@
+//! Switchyard control plane: stores config in SQL, serves it over REST and streams it to
+//! proxies over Delta ADS.
+//!
+//! # Layout
+//! - [`config`]: process settings (flags / env).
+//! - [`api`]: the REST admin API (axum), one file per resource, problem+json errors, OpenAPI.
+//! - [`model`]: validated domain types; REST JSON → model with every invalid field named.
+//! - [`store`]: SQLite / PostgreSQL persistence, revisions and history.
+//! - [`snapshot`]: the xDS view of the config, rebuilt incrementally (debounced) after commits.
+//! - [`xds`]: the Delta ADS server: per-stream diffing, ACK / NACK, model → proto conversion.
+//! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
+//! - [`metrics`]: Prometheus counters.
+//! - [`server`]: process wiring: bind, serve, shut down gracefully.
+#![forbid(unsafe_code)]
 
+pub mod api;
+pub mod config;
+pub mod fleet;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+pub mod xds;

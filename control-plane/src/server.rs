@@ -69,7 +69,11 @@ impl ControlPlane {
         let admin = bind(config.admin_addr).await?;
         let xds = bind(config.xds_addr).await?;
         let first = snapshot::load(&store).await?;
-        tracing::info!(revision = first.revision, resources = first.len(), "config loaded");
+        tracing::info!(
+            revision = first.revision,
+            resources = first.len(),
+            "config loaded"
+        );
         let (snapshots, _) = watch::channel(Arc::new(first));
         Ok(ControlPlane {
             snapshots,

@@ -168,7 +168,11 @@ pub async fn run_builder(
         }
         match advance(&store, &current, head).await {
             Ok(next) => {
-                tracing::debug!(revision = next.revision, changed = next.changed.as_ref().map_or(0, Vec::len), "snapshot published");
+                tracing::debug!(
+                    revision = next.revision,
+                    changed = next.changed.as_ref().map_or(0, Vec::len),
+                    "snapshot published"
+                );
                 publish.send_replace(Arc::new(next));
             }
             Err(error) => {

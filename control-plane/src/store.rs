@@ -175,6 +175,11 @@ impl Store {
         self.committed.subscribe()
     }
 
+    /// The newest committed revision number in the database (including other replicas').
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        history::head(&self.pool).await
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

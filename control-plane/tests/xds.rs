@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use envoy_types::pb::google::rpc::Status;
 use serde_json::{Value, json};
 use switchyard_control_plane::config::Config;
@@ -24,7 +26,8 @@ const WAIT: Duration = Duration::from_secs(5);
 
 struct Harness {
     store: Store,
-    snapshots: tokio::sync::watch::Receiver<std::sync::Arc<switchyard_control_plane::snapshot::Snapshot>>,
+    snapshots:
+        tokio::sync::watch::Receiver<std::sync::Arc<switchyard_control_plane::snapshot::Snapshot>>,
     fleet: std::sync::Arc<switchyard_control_plane::fleet::Fleet>,
     xds_url: String,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -83,7 +86,14 @@ async fn postgres() -> Harness {
 async fn put(store: &Store, kind: Kind, name: &str, body: Value) -> String {
     let validated = model::validate(kind, Some(name), &body).expect("valid spec");
     store
-        .put(kind, name, validated.spec, validated.refs, Expect::Any, "test")
+        .put(
+            kind,
+            name,
+            validated.spec,
+            validated.refs,
+            Expect::Any,
+            "test",
+        )
         .await
         .unwrap()
         .version
@@ -202,7 +212,10 @@ fn versions(response: &DeltaDiscoveryResponse) -> HashMap<&str, &str> {
 async fn wait_for(mut pred: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !pred() {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -237,10 +250,17 @@ async fn initial_sync_then_one_change_sends_one_resource(mut h: Harness) {
     assert_eq!(routes.system_version_info, "3");
     let any = clusters.resources[0].resource.as_ref().unwrap();
     assert_eq!(any.type_url, type_url::CLUSTER);
-    let decoded: switchyard_proto::v1::Cluster = prost::Message::decode(any.value.as_slice()).unwrap();
+    let decoded: switchyard_proto::v1::Cluster =
+        prost::Message::decode(any.value.as_slice()).unwrap();
     assert_eq!(decoded.endpoints[0].address, "127.0.0.1:1");
 
-    wait_for(|| h.fleet.list().first().is_some_and(|p| p.config_revision == Some(3))).await;
+    wait_for(|| {
+        h.fleet
+            .list()
+            .first()
+            .is_some_and(|p| p.config_revision == Some(3))
+    })
+    .await;
 
     let v = put(&h.store, Kind::Cluster, "b", cluster(3)).await;
     let update = stream.recv().await;
@@ -284,7 +304,11 @@ async fn nack_is_recorded_and_ack_clears_it(mut h: Harness) {
     let proxy = &h.fleet.list()[0];
     assert_eq!(proxy.nacked[0].error, "route bad: cannot use it");
     assert_eq!(proxy.nacked[0].resources[0].name, "bad");
-    assert_eq!(proxy.config_revision, Some(1), "a NACK does not advance the revision");
+    assert_eq!(
+        proxy.config_revision,
+        Some(1),
+        "a NACK does not advance the revision"
+    );
     assert!(proxy.connected);
 
     // A NACKed version is not resent until it changes.
@@ -319,7 +343,11 @@ async fn reconnect_sends_only_the_difference(mut h: Harness) {
 
     let mut stream = Stream::open(&h.xds_url).await;
     stream
-        .subscribe("node-1", type_url::CLUSTER, &[("a", &va), ("b", &vb), ("gone", "3")])
+        .subscribe(
+            "node-1",
+            type_url::CLUSTER,
+            &[("a", &va), ("b", &vb), ("gone", "3")],
+        )
         .await;
     let diff = stream.recv().await;
     assert_eq!(names(&diff), ["b", "c"], "a is current and not resent");

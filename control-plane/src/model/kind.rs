@@ -40,6 +40,17 @@ impl Kind {
         }
     }
 
+    /// The singular used in messages (`cluster`, `jwt-provider`, …).
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Route => "route",
+            Kind::Consumer => "consumer",
+            Kind::JwtProvider => "jwt-provider",
+            Kind::Quota => "quota",
+        }
+    }
+
     /// Parses the plural form.
     pub fn from_plural(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.plural() == s)

@@ -89,11 +89,19 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// PostgreSQL classes 08 (connection exception) and 57P (operator intervention: shutdown),
-/// SQLite BUSY/LOCKED.
+/// PostgreSQL classes 08 (connection exception), 53 (insufficient resources, e.g. too many
+/// connections), 57P (operator intervention: shutdown) and 3D000 (the database is gone);
+/// SQLite BUSY / LOCKED.
 fn is_unavailable_code(code: Option<&str>) -> bool {
     match code {
-        Some(c) => c.starts_with("08") || c.starts_with("57P") || c == "5" || c == "6",
+        Some(c) => {
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "3D000"
+                || c == "5"
+                || c == "6"
+        }
         None => false,
     }
 }

@@ -166,13 +166,15 @@ impl Session {
     /// When nothing is awaiting an answer and nothing was refused, the proxy holds this
     /// revision of the config.
     fn report_if_synced(&self) {
-        let all_subscribed = switchyard_proto::type_url::ALL
-            .iter()
-            .all(|url| Kind::from_type_url(url).is_some_and(|k| self.subscriptions.contains_key(&k)));
-        if all_subscribed && self.in_flight.is_empty() && !self.nacked_since_send {
-            if let Some(node_id) = &self.node_id {
-                self.fleet.synced(node_id, self.revision);
-            }
+        let all_subscribed = switchyard_proto::type_url::ALL.iter().all(|url| {
+            Kind::from_type_url(url).is_some_and(|k| self.subscriptions.contains_key(&k))
+        });
+        if let Some(node_id) = &self.node_id
+            && all_subscribed
+            && self.in_flight.is_empty()
+            && !self.nacked_since_send
+        {
+            self.fleet.synced(node_id, self.revision);
         }
     }
 
