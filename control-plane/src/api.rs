@@ -7,15 +7,18 @@
 //!
 //! # Layout
 //! - [`resources`]: the CRUD logic shared by every kind; [`clusters`], [`routes`],
-//!   [`consumers`], [`jwt_providers`], [`quotas`]: one module of handlers per kind.
-//! - [`proxies`], [`revisions`]: fleet and history.
+//!   [`consumers`], [`jwt_providers`], [`quotas`]: one module of handlers per kind;
+//!   [`keys`]: consumers' API keys.
+//! - [`proxies`], [`health`], [`revisions`]: fleet, endpoint health and history.
 //! - [`system`]: health, metrics, OpenAPI; [`openapi`]: the document.
 //! - [`auth`]: bearer-token check; [`problem`]: the error type.
 
 pub mod auth;
 pub mod clusters;
 pub mod consumers;
+pub mod health;
 pub mod jwt_providers;
+pub mod keys;
 pub mod openapi;
 pub mod problem;
 pub mod proxies;
@@ -34,6 +37,7 @@ use axum::routing::{get, post};
 
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
+use crate::reports::HealthView;
 use crate::store::Store;
 use problem::{Problem, ProblemType};
 
@@ -47,6 +51,8 @@ pub struct ApiState {
     pub store: Store,
     /// The proxies seen by the xDS server.
     pub fleet: Arc<Fleet>,
+    /// Endpoint health as the connected proxies report it.
+    pub health: Arc<HealthView>,
     /// The control plane's metrics, rendered at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token; `None` leaves the API open.
@@ -73,7 +79,16 @@ pub fn router(state: ApiState) -> Router {
         .merge(consumers::routes())
         .merge(jwt_providers::routes())
         .merge(quotas::routes())
+        .route(
+            "/api/v1/consumers/{name}/keys",
+            get(keys::list).post(keys::create),
+        )
+        .route(
+            "/api/v1/consumers/{name}/keys/{id}",
+            axum::routing::delete(keys::revoke),
+        )
         .route("/api/v1/proxies", get(proxies::list))
+        .route("/api/v1/health", get(health::get))
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))

@@ -9,6 +9,7 @@
 //! - [`snapshot`]: the xDS view of the config, rebuilt incrementally (debounced) after commits.
 //! - [`xds`]: the Delta ADS server: per-stream diffing, ACK / NACK, model → proto conversion.
 //! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
+//! - [`reports`]: the report stream from proxies and the fleet-wide endpoint health view.
 //! - [`metrics`]: Prometheus counters.
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod fleet;
 pub mod metrics;
 pub mod model;
+pub mod reports;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -1,5 +1,6 @@
 //! Control-plane metrics in the Prometheus text format: config streams, responses pushed
-//! (count, resources, bytes), ACKs and NACKs, and connected proxies from the fleet registry.
+//! (count, resources, bytes), ACKs and NACKs, connected proxies from the fleet registry, and
+//! report streams (messages, health states received and dropped).
 //! Plain atomics: recorded from every stream task without a lock.
 
 use std::fmt::Write as _;
@@ -9,7 +10,7 @@ use prost::Message;
 
 use crate::fleet::Fleet;
 
-/// Counters of the xDS server.
+/// Counters of the xDS and report servers.
 #[derive(Debug, Default)]
 pub struct Metrics {
     streams_opened: AtomicU64,
@@ -19,6 +20,12 @@ pub struct Metrics {
     bytes: AtomicU64,
     acks: AtomicU64,
     nacks: AtomicU64,
+    report_streams_opened: AtomicU64,
+    report_streams_open: AtomicU64,
+    report_messages: AtomicU64,
+    report_health_snapshots: AtomicU64,
+    report_health_states: AtomicU64,
+    report_health_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +54,33 @@ impl Metrics {
         } else {
             self.acks.fetch_add(1, Relaxed);
         }
+    }
+
+    /// A report stream opened.
+    pub fn report_stream_opened(&self) {
+        self.report_streams_opened.fetch_add(1, Relaxed);
+        self.report_streams_open.fetch_add(1, Relaxed);
+    }
+
+    /// A report stream closed.
+    pub fn report_stream_closed(&self) {
+        self.report_streams_open.fetch_sub(1, Relaxed);
+    }
+
+    /// A report message arrived with `health_states` endpoint states, a full snapshot when
+    /// `snapshot`.
+    pub fn report_received(&self, health_states: usize, snapshot: bool) {
+        self.report_messages.fetch_add(1, Relaxed);
+        self.report_health_states
+            .fetch_add(health_states as u64, Relaxed);
+        if snapshot {
+            self.report_health_snapshots.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `count` reported endpoint states were dropped (per-node cap, oversized names).
+    pub fn report_health_dropped(&self, count: usize) {
+        self.report_health_dropped.fetch_add(count as u64, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -105,6 +139,42 @@ impl Metrics {
             "counter",
             "Responses refused by proxies.",
             self.nacks.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_streams_open",
+            "gauge",
+            "Open report streams.",
+            self.report_streams_open.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_streams_total",
+            "counter",
+            "Report streams opened.",
+            self.report_streams_opened.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_messages_total",
+            "counter",
+            "Report messages received from proxies.",
+            self.report_messages.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_health_snapshots_total",
+            "counter",
+            "Report messages carrying a full health snapshot.",
+            self.report_health_snapshots.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_health_transitions_total",
+            "counter",
+            "Endpoint health states received (snapshot entries and transitions).",
+            self.report_health_states.load(Relaxed),
+        );
+        metric(
+            "switchyard_report_health_dropped_total",
+            "counter",
+            "Endpoint health states dropped: over the per-node cap or with oversized names.",
+            self.report_health_dropped.load(Relaxed),
         );
         out
     }

@@ -1,5 +1,6 @@
 //! Process wiring: opens the store, binds the admin and xDS listeners, runs the snapshot
-//! builder, the REST API and the ADS server until shutdown, then stops them in order.
+//! builder, the REST API and the gRPC server (ADS and report streams) until shutdown, then
+//! stops them in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use sha2::{Digest, Sha256};
+use switchyard_proto::v1::report_service_server::ReportServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -16,6 +18,7 @@ use crate::api::{ApiState, router};
 use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
+use crate::reports::{HealthView, ReportServer};
 use crate::snapshot::{self, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::xds::AdsServer;
@@ -40,7 +43,7 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The gRPC server failed.
+    /// The gRPC server (config and report streams) failed.
     #[error("xds server: {0}")]
     Xds(#[from] tonic::transport::Error),
     /// The admin server failed.
@@ -55,6 +58,7 @@ pub struct ControlPlane {
     xds: TcpListener,
     store: Store,
     fleet: Arc<Fleet>,
+    health: Arc<HealthView>,
     metrics: Arc<Metrics>,
     admin_token_sha256: Option<[u8; 32]>,
     snapshots: watch::Sender<Arc<Snapshot>>,
@@ -81,6 +85,7 @@ impl ControlPlane {
             xds,
             store,
             fleet: Arc::default(),
+            health: Arc::default(),
             metrics: Arc::default(),
             admin_token_sha256: config
                 .admin_token
@@ -97,6 +102,11 @@ impl ControlPlane {
     /// The fleet registry.
     pub fn fleet(&self) -> &Arc<Fleet> {
         &self.fleet
+    }
+
+    /// The fleet-wide endpoint health view fed by the report streams.
+    pub fn health(&self) -> &Arc<HealthView> {
+        &self.health
     }
 
     /// The snapshots published to the config streams, newest first.
@@ -118,6 +128,7 @@ impl ControlPlane {
     /// waits (bounded) for in-flight work.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let reports = ReportServer::new(self.health.clone(), self.metrics.clone(), stop_rx.clone());
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -139,12 +150,14 @@ impl ControlPlane {
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .add_service(AggregatedDiscoveryServiceServer::new(ads))
+                .add_service(ReportServiceServer::new(reports))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(self.xds), stopped()),
         );
 
         let app = router(ApiState {
             store: self.store.clone(),
             fleet: self.fleet.clone(),
+            health: self.health.clone(),
             metrics: self.metrics.clone(),
             admin_token_sha256: self.admin_token_sha256,
         });

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::model::Kind;
 use crate::store::{Store, StoreError, StoredResource};
 use crate::xds::convert;
+use switchyard_proto::v1::ApiKeyHash;
 
 /// How long the builder waits after a commit for more commits before it rebuilds.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(20);
@@ -67,8 +68,8 @@ impl Snapshot {
         self.len() == 0
     }
 
-    fn insert(&mut self, resource: &StoredResource) {
-        match encode(resource) {
+    fn insert(&mut self, resource: &StoredResource, keys: &KeysByConsumer) {
+        match encode(resource, keys) {
             Ok(xds) => {
                 self.resources
                     .entry(resource.kind)
@@ -84,8 +85,21 @@ impl Snapshot {
     }
 }
 
-fn encode(resource: &StoredResource) -> Result<XdsResource, convert::ConvertError> {
-    let any = convert::to_any(resource.kind, &resource.name, &resource.spec)?;
+/// API key hashes by consumer name.
+type KeysByConsumer = HashMap<String, Vec<ApiKeyHash>>;
+
+fn encode(
+    resource: &StoredResource,
+    keys: &KeysByConsumer,
+) -> Result<XdsResource, convert::ConvertError> {
+    let any = match resource.kind {
+        Kind::Consumer => convert::consumer_to_any(
+            &resource.name,
+            &resource.spec,
+            keys.get(&resource.name).cloned().unwrap_or_default(),
+        )?,
+        kind => convert::to_any(kind, &resource.name, &resource.spec)?,
+    };
     Ok(XdsResource {
         name: resource.name.clone(),
         version: resource.version.to_string(),
@@ -94,6 +108,32 @@ fn encode(resource: &StoredResource) -> Result<XdsResource, convert::ConvertErro
             value: any.value,
         },
     })
+}
+
+/// The key hashes of `consumer` (of every consumer when `None`), grouped by consumer.
+async fn load_keys(store: &Store, consumer: Option<&str>) -> Result<KeysByConsumer, StoreError> {
+    let mut by_consumer = KeysByConsumer::new();
+    for key in store.keys(consumer).await? {
+        let Some(sha256) = unhex(&key.sha256) else {
+            tracing::error!(consumer = %key.consumer, id = %key.id, "stored key hash is not hex; left out");
+            continue;
+        };
+        by_consumer
+            .entry(key.consumer)
+            .or_default()
+            .push(ApiKeyHash { id: key.id, sha256 });
+    }
+    Ok(by_consumer)
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Loads the whole config into a first snapshot.
@@ -105,8 +145,9 @@ pub async fn load(store: &Store) -> Result<Snapshot, StoreError> {
         changed: None,
         resources: HashMap::new(),
     };
+    let keys = load_keys(store, None).await?;
     for resource in store.list_all().await? {
-        snapshot.insert(&resource);
+        snapshot.insert(&resource, &keys);
     }
     Ok(snapshot)
 }
@@ -120,9 +161,15 @@ pub async fn advance(store: &Store, current: &Snapshot, head: i64) -> Result<Sna
         changed: Some(changes.iter().map(|c| (c.kind, c.name.clone())).collect()),
         resources: current.resources.clone(),
     };
+    let mut keys = KeysByConsumer::new();
+    for change in &changes {
+        if change.kind == Kind::Consumer && change.value.is_some() {
+            keys.extend(load_keys(store, Some(&change.name)).await?);
+        }
+    }
     for change in changes {
         match change.value {
-            Some(resource) => next.insert(&resource),
+            Some(resource) => next.insert(&resource, &keys),
             None => {
                 if let Some(of_kind) = next.resources.get_mut(&change.kind) {
                     of_kind.remove(&change.name);
@@ -199,7 +246,7 @@ mod tests {
     #[test]
     fn insert_encodes_once_with_the_revision_as_version() {
         let mut snapshot = Snapshot::default();
-        snapshot.insert(&resource(Kind::Cluster, "a", 7));
+        snapshot.insert(&resource(Kind::Cluster, "a", 7), &KeysByConsumer::new());
         let a = snapshot.get(Kind::Cluster, "a").unwrap();
         assert_eq!(a.version, "7");
         assert_eq!(a.any.type_url, Kind::Cluster.type_url());

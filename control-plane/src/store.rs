@@ -11,6 +11,7 @@
 
 mod error;
 mod history;
+mod keys;
 mod schema;
 mod writes;
 
@@ -25,6 +26,7 @@ use crate::model::Kind;
 
 pub use error::StoreError;
 pub use history::{ChangeSummary, ResourceChange, Revision};
+pub use keys::ApiKey;
 
 /// A stored resource: its validated spec plus server-set fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +82,22 @@ pub enum Change {
         refs: Vec<Reference>,
         /// Precondition.
         expect: Expect,
+    },
+    /// Add an API key (by its hash) to a consumer.
+    CreateKey {
+        /// The consumer.
+        consumer: String,
+        /// Public key id.
+        id: String,
+        /// Lowercase hex SHA-256 of the key.
+        sha256: String,
+    },
+    /// Revoke one of a consumer's API keys.
+    RevokeKey {
+        /// The consumer.
+        consumer: String,
+        /// The key id.
+        id: String,
     },
     /// Delete a resource.
     Delete {
@@ -258,6 +276,11 @@ impl Store {
             actor,
         )
         .await
+    }
+
+    /// The API keys (hashes) of one consumer, or of all consumers.
+    pub async fn keys(&self, consumer: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
+        keys::list(&self.pool, consumer).await
     }
 
     /// Revision history, newest first: at most `limit` revisions numbered below `before`.

@@ -79,6 +79,7 @@ fn state(store: Store, token: Option<&str>) -> ApiState {
     ApiState {
         store,
         fleet: Arc::default(),
+        health: Arc::default(),
         metrics: Arc::default(),
         admin_token_sha256: token.map(|t| Sha256::digest(t.as_bytes()).into()),
     }
@@ -1061,4 +1062,54 @@ async fn openapi_document_describes_the_api() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_and_stored_hashed() {
+    let store = support::sqlite_store().await;
+    let api = Api::open(store.clone());
+    api.post("/api/v1/consumers/nobody/keys", json!({}))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    api.put("/api/v1/consumers/alice", json!({"scopes": ["read"]}))
+        .await
+        .expect(StatusCode::CREATED);
+    let created = api
+        .post("/api/v1/consumers/alice/keys", json!({}))
+        .await
+        .expect(StatusCode::CREATED);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sy_") && key.len() == 3 + 64, "{key}");
+    assert_eq!(created.body["consumer"], "alice");
+
+    // Only the SHA-256 is stored; nothing the API returns later contains the key.
+    let stored = store.keys(Some("alice")).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].sha256,
+        switchyard_control_plane::api::keys::hex(&Sha256::digest(key.as_bytes()))
+    );
+    let listed = api
+        .get("/api/v1/consumers/alice/keys")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(listed.body[0]["id"], id.as_str());
+    assert!(!listed.body.to_string().contains(&key[3..]));
+    let consumer = api.get("/api/v1/consumers/alice").await.expect(StatusCode::OK);
+    assert!(!consumer.body.to_string().contains(&key[3..]));
+
+    api.delete(&format!("/api/v1/consumers/alice/keys/{id}"))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    api.delete(&format!("/api/v1/consumers/alice/keys/{id}"))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    let listed = api
+        .get("/api/v1/consumers/alice/keys")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(listed.body, json!([]));
+    let revisions = api.get("/api/v1/revisions").await.expect(StatusCode::OK);
+    assert_eq!(revisions.body[0]["changes"][0]["op"], "revoke_key");
 }

@@ -23,6 +23,7 @@ on_both_databases!(
     config_at_and_changes_since,
     rollback_restores_a_revision,
     data_survives_reconnect,
+    api_keys_bump_the_consumer_and_are_never_rolled_back,
 );
 
 fn cluster_ref(field: &str, name: &str) -> Reference {
@@ -303,4 +304,81 @@ async fn data_survives_reconnect(store: Store) {
         1,
         "revision head is read at start"
     );
+}
+
+async fn api_keys_bump_the_consumer_and_are_never_rolled_back(store: Store) {
+    let create = |id: &str| Change::CreateKey {
+        consumer: "alice".into(),
+        id: id.into(),
+        sha256: "ab".repeat(32),
+    };
+    assert!(matches!(
+        store.apply(vec![create("k1")], "t").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let v1 = store
+        .put(
+            Kind::Consumer,
+            "alice",
+            json!({"scopes": ["read"]}),
+            vec![],
+            Expect::Any,
+            "t",
+        )
+        .await
+        .unwrap()
+        .version; // 1
+    let revision = store.apply(vec![create("k1")], "t").await.unwrap(); // 2
+    assert_eq!(revision.changes[0].op, "create_key");
+    let alice = store.get(Kind::Consumer, "alice").await.unwrap().unwrap();
+    assert!(alice.version > v1, "a new key re-versions the consumer");
+    assert_eq!(alice.spec, json!({"scopes": ["read"]}));
+    let changes = store.changes_since(1, 2).await.unwrap();
+    assert_eq!(changes.len(), 1, "the consumer streams again");
+    store.apply(vec![create("k2")], "t").await.unwrap(); // 3
+    let keys = store.keys(Some("alice")).await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+        ["k1", "k2"]
+    );
+    assert_eq!(keys[0].sha256, "ab".repeat(32));
+
+    store
+        .apply(
+            vec![Change::RevokeKey {
+                consumer: "alice".into(),
+                id: "k1".into(),
+            }],
+            "t",
+        )
+        .await
+        .unwrap(); // 4
+    assert!(matches!(
+        store
+            .apply(
+                vec![Change::RevokeKey {
+                    consumer: "alice".into(),
+                    id: "k1".into()
+                }],
+                "t"
+            )
+            .await,
+        Err(StoreError::KeyNotFound { .. })
+    ));
+    // Rolling back to when k1 existed does not bring it back.
+    store.rollback(2, "t").await.unwrap();
+    let ids: Vec<String> = store
+        .keys(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["k2"]);
+    // Deleting the consumer deletes its keys.
+    store
+        .delete(Kind::Consumer, "alice", Expect::Any, "t")
+        .await
+        .unwrap();
+    assert!(store.keys(None).await.unwrap().is_empty());
 }

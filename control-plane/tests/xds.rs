@@ -234,6 +234,7 @@ on_both_databases!(
     reconnect_sends_only_the_difference,
     a_burst_of_writes_is_coalesced,
     first_request_without_node_is_refused,
+    key_changes_stream_the_consumer_with_hashes_only,
 );
 
 async fn initial_sync_then_one_change_sends_one_resource(mut h: Harness) {
@@ -386,4 +387,60 @@ async fn first_request_without_node_is_refused(h: Harness) {
         .unwrap()
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+async fn key_changes_stream_the_consumer_with_hashes_only(mut h: Harness) {
+    use switchyard_control_plane::store::Change;
+    put(
+        &h.store,
+        Kind::Consumer,
+        "alice",
+        json!({"scopes": ["read"]}),
+    )
+    .await;
+    h.settled().await;
+    let mut stream = Stream::open(&h.xds_url).await;
+    stream.subscribe("node-1", type_url::CONSUMER, &[]).await;
+    let first = stream.recv().await;
+    let decode = |r: &DeltaDiscoveryResponse| -> switchyard_proto::v1::Consumer {
+        prost::Message::decode(r.resources[0].resource.as_ref().unwrap().value.as_slice()).unwrap()
+    };
+    assert!(decode(&first).keys.is_empty());
+    stream.ack(&first).await;
+
+    let hash = "0f".repeat(32);
+    h.store
+        .apply(
+            vec![Change::CreateKey {
+                consumer: "alice".into(),
+                id: "k1".into(),
+                sha256: hash,
+            }],
+            "test",
+        )
+        .await
+        .unwrap();
+    let update = stream.recv().await;
+    let alice = decode(&update);
+    assert_eq!(alice.scopes, ["read"]);
+    assert_eq!(alice.keys.len(), 1);
+    assert_eq!(alice.keys[0].id, "k1");
+    assert_eq!(alice.keys[0].sha256, vec![0x0f; 32]);
+    stream.ack(&update).await;
+
+    h.store
+        .apply(
+            vec![Change::RevokeKey {
+                consumer: "alice".into(),
+                id: "k1".into(),
+            }],
+            "test",
+        )
+        .await
+        .unwrap();
+    let revoked = stream.recv().await;
+    assert!(
+        decode(&revoked).keys.is_empty(),
+        "a revoked key is no longer streamed"
+    );
 }

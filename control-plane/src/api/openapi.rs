@@ -5,7 +5,9 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{clusters, consumers, jwt_providers, proxies, quotas, revisions, routes, system};
+use super::{
+    clusters, consumers, health, jwt_providers, keys, proxies, quotas, revisions, routes, system,
+};
 
 /// The admin API description.
 #[derive(OpenApi)]
@@ -20,10 +22,11 @@ use super::{clusters, consumers, jwt_providers, proxies, quotas, revisions, rout
         clusters::list, clusters::create, clusters::read, clusters::put, clusters::delete,
         routes::list, routes::create, routes::read, routes::put, routes::delete,
         consumers::list, consumers::create, consumers::read, consumers::put, consumers::delete,
+        keys::create, keys::list, keys::revoke,
         jwt_providers::list, jwt_providers::create, jwt_providers::read, jwt_providers::put,
         jwt_providers::delete,
         quotas::list, quotas::create, quotas::read, quotas::put, quotas::delete,
-        proxies::list,
+        proxies::list, health::get,
         revisions::list, revisions::get, revisions::rollback,
         system::healthz, system::metrics, system::openapi,
     ),
@@ -35,7 +38,7 @@ use super::{clusters, consumers, jwt_providers, proxies, quotas, revisions, rout
         (name = "consumers", description = "API callers"),
         (name = "jwt-providers", description = "JWT issuers"),
         (name = "quotas", description = "Fleet-wide budgets"),
-        (name = "fleet", description = "Connected proxies"),
+        (name = "fleet", description = "Connected proxies and endpoint health"),
         (name = "revisions", description = "History and rollback"),
         (name = "system", description = "Health, metrics, this document"),
     )

@@ -136,9 +136,9 @@ impl Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
-            StoreError::NotFound { .. } | StoreError::RevisionNotFound(_) => {
-                Problem::not_found(e.to_string())
-            }
+            StoreError::NotFound { .. }
+            | StoreError::RevisionNotFound(_)
+            | StoreError::KeyNotFound { .. } => Problem::not_found(e.to_string()),
             StoreError::AlreadyExists { .. } => Problem::new(
                 StatusCode::CONFLICT,
                 ProblemType::AlreadyExists,

@@ -49,6 +49,14 @@ pub enum StoreError {
         /// `kind/name` of each resource that refers to it.
         used_by: Vec<String>,
     },
+    /// An API key that does not exist (or belongs to another consumer).
+    #[error("consumer {consumer:?} has no key {id:?}")]
+    KeyNotFound {
+        /// The consumer named.
+        consumer: String,
+        /// The key id named.
+        id: String,
+    },
     /// A revision number that does not exist.
     #[error("revision {0} not found")]
     RevisionNotFound(i64),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::history::{self, ChangeSummary, Revision, SummaryColumn};
+use super::keys;
 use super::{Backend, Change, Expect, Reference, StoreError};
 use crate::model::Kind;
 
@@ -125,6 +126,24 @@ async fn apply_with(
                 summary.changes.push(summary_of("delete", kind, &name));
                 deletes.push((kind, name));
             }
+            Change::CreateKey {
+                consumer,
+                id,
+                sha256,
+            } => {
+                keys::insert(&mut tx, now_ms, &consumer, &id, &sha256).await?;
+                bump(&mut tx, number, now_ms, Kind::Consumer, &consumer).await?;
+                summary
+                    .changes
+                    .push(summary_of("create_key", Kind::Consumer, &consumer));
+            }
+            Change::RevokeKey { consumer, id } => {
+                keys::delete(&mut tx, &consumer, &id).await?;
+                bump(&mut tx, number, now_ms, Kind::Consumer, &consumer).await?;
+                summary
+                    .changes
+                    .push(summary_of("revoke_key", Kind::Consumer, &consumer));
+            }
         }
     }
     check_integrity(&mut tx, &puts, &deletes).await?;
@@ -238,12 +257,44 @@ async fn put(
     record_history(tx, number, kind, name, Some(&spec), Some(&refs_json)).await
 }
 
+/// Gives an existing resource a new version without changing its spec (its keys changed).
+async fn bump(
+    tx: &mut Transaction<'_, Any>,
+    number: i64,
+    now_ms: i64,
+    kind: Kind,
+    name: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT spec, refs FROM resources WHERE kind = $1 AND name = $2")
+        .bind(kind.plural())
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind,
+            name: name.to_owned(),
+        })?;
+    let spec: String = row.try_get("spec")?;
+    let refs: String = row.try_get("refs")?;
+    sqlx::query(
+        "UPDATE resources SET version = $1, updated_at_ms = $2 WHERE kind = $3 AND name = $4",
+    )
+    .bind(number)
+    .bind(now_ms)
+    .bind(kind.plural())
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    record_history(tx, number, kind, name, Some(&spec), Some(&refs)).await
+}
+
 async fn delete(
     tx: &mut Transaction<'_, Any>,
     number: i64,
     kind: Kind,
     name: &str,
 ) -> Result<(), StoreError> {
+    keys::delete_all(tx, kind, name).await?;
     for sql in [
         "DELETE FROM resources WHERE kind = $1 AND name = $2",
         "DELETE FROM resource_refs WHERE from_kind = $1 AND from_name = $2",

@@ -227,7 +227,21 @@ fn header_ops(h: &route::HeaderOps) -> pb::HeaderOps {
     }
 }
 
-/// A consumer as its wire message; key hashes are added by whoever manages keys.
+/// A consumer with its API key hashes, packed in an `Any`.
+pub fn consumer_to_any(
+    name: &str,
+    spec: &serde_json::Value,
+    keys: Vec<pb::ApiKeyHash>,
+) -> Result<prost_types::Any, ConvertError> {
+    let mut consumer = consumer_to_proto(name, &decode(Kind::Consumer, name, spec)?);
+    consumer.keys = keys;
+    Ok(prost_types::Any {
+        type_url: Kind::Consumer.type_url().to_owned(),
+        value: consumer.encode_to_vec(),
+    })
+}
+
+/// A consumer as its wire message, without keys (see [`consumer_to_any`]).
 pub fn consumer_to_proto(name: &str, c: &Consumer) -> pb::Consumer {
     pb::Consumer {
         name: name.to_owned(),
