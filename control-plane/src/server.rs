@@ -139,6 +139,11 @@ impl ControlPlane {
         let snapshot_rx = self.snapshots.subscribe();
         let xds_addr = self.xds_addr();
         let admin_addr = self.admin_addr();
+        let replicas = tokio::spawn({
+            let store = self.store.clone();
+            let stopped = stopped();
+            async move { store.follow_other_replicas(stopped).await }
+        });
         let builder = tokio::spawn(snapshot::run_builder(
             self.store.clone(),
             self.snapshots,
@@ -173,6 +178,7 @@ impl ControlPlane {
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             let _ = builder.await;
+            let _ = replicas.await;
             (xds.await, admin.await)
         })
         .await;

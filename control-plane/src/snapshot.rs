@@ -1,8 +1,9 @@
 //! The xDS view of the config: every resource encoded once as an `Any`, versioned by the
 //! revision that last changed it, shared by all streams.
 //!
-//! One builder task owns it. It follows the store's commits (and, for replicas sharing a
-//! PostgreSQL database, polls the revision head), coalesces a burst of writes into one
+//! One builder task owns it. It follows the store's commits (including other replicas', see
+//! `Store::follow_other_replicas`, with a periodic check of the revision head as a backstop),
+//! coalesces a burst of writes into one
 //! rebuild, loads only what changed since the last snapshot, and publishes a new immutable
 //! `Arc<Snapshot>` on a `watch` channel together with the names that changed, so each stream
 //! diffs only those.
@@ -20,8 +21,9 @@ use switchyard_proto::v1::ApiKeyHash;
 
 /// How long the builder waits after a commit for more commits before it rebuilds.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(20);
-/// How often the builder checks the database for commits made by other replicas.
-pub const REPLICA_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the builder checks the database head, in case a commit notification from
+/// another replica was missed (they normally arrive by LISTEN / NOTIFY at once).
+pub const REPLICA_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One resource as sent on the wire.
 #[derive(Debug, PartialEq)]

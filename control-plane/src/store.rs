@@ -12,6 +12,7 @@
 mod error;
 mod history;
 mod keys;
+mod replicas;
 mod schema;
 mod writes;
 
@@ -198,6 +199,15 @@ impl Store {
         history::head(&self.pool).await
     }
 
+    /// With PostgreSQL, follows the commits of other replicas sharing the database (LISTEN /
+    /// NOTIFY) until `shutdown`, so [`Store::subscribe`] also reports them. Returns at once
+    /// on SQLite, which has one control plane per file.
+    pub async fn follow_other_replicas(&self, shutdown: impl std::future::Future<Output = ()>) {
+        if self.backend == Backend::Postgres {
+            replicas::follow(self.url.clone(), self.committed.clone(), shutdown).await;
+        }
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -224,7 +234,8 @@ impl Store {
     pub async fn apply(&self, changes: Vec<Change>, actor: &str) -> Result<Revision, StoreError> {
         let _serialised = self.write_lock.lock().await;
         let revision = writes::apply(&self.pool, self.backend, changes, actor).await?;
-        self.committed.send_replace(revision.number);
+        self.committed
+            .send_if_modified(|head| raise(head, revision.number));
         Ok(revision)
     }
 
@@ -316,7 +327,17 @@ impl Store {
     pub async fn rollback(&self, number: i64, actor: &str) -> Result<Revision, StoreError> {
         let _serialised = self.write_lock.lock().await;
         let revision = writes::rollback(&self.pool, self.backend, number, actor).await?;
-        self.committed.send_replace(revision.number);
+        self.committed
+            .send_if_modified(|head| raise(head, revision.number));
         Ok(revision)
     }
+}
+
+/// Raises the head to `number` if that is newer; whether it changed.
+fn raise(head: &mut i64, number: i64) -> bool {
+    let newer = number > *head;
+    if newer {
+        *head = number;
+    }
+    newer
 }

@@ -444,3 +444,30 @@ async fn key_changes_stream_the_consumer_with_hashes_only(mut h: Harness) {
         "a revoked key is no longer streamed"
     );
 }
+
+/// Two replicas on one PostgreSQL database: a write through one reaches the proxies of the
+/// other by LISTEN / NOTIFY, well before the periodic head check would notice it.
+#[tokio::test]
+async fn a_write_through_one_replica_reaches_proxies_of_another() {
+    let url = support::postgres_database_url().await;
+    let writer = start(url.clone()).await;
+    let mut reader = start(url).await;
+    let mut stream = Stream::open(&reader.xds_url).await;
+    stream.sync("node-1").await;
+    // Three writes in a row each arrive quickly: by chance, the head check could explain
+    // one of them, not all three.
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let started = std::time::Instant::now();
+        put(&writer.store, Kind::Cluster, name, cluster(i as u16 + 1)).await;
+        let update = stream.recv().await;
+        let elapsed = started.elapsed();
+        assert_eq!(names(&update), [name]);
+        stream.ack(&update).await;
+        assert!(
+            elapsed < Duration::from_millis(400),
+            "took {elapsed:?}; the head check alone runs every {:?}",
+            switchyard_control_plane::snapshot::REPLICA_POLL_INTERVAL
+        );
+    }
+    reader.settled().await;
+}

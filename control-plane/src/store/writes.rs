@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::history::{self, ChangeSummary, Revision, SummaryColumn};
-use super::keys;
 use super::{Backend, Change, Expect, Reference, StoreError};
+use super::{keys, replicas};
 use crate::model::Kind;
 
 /// Arbitrary key of the PostgreSQL advisory lock that orders config writes across replicas.
@@ -159,6 +159,9 @@ async fn apply_with(
     .bind(summary_json)
     .execute(&mut *tx)
     .await?;
+    if backend == Backend::Postgres {
+        replicas::announce(&mut tx, number).await?;
+    }
     tx.commit().await?;
     Ok(Revision {
         number,
