@@ -129,7 +129,7 @@ async fn load_keys(store: &Store, consumer: Option<&str>) -> Result<KeysByConsum
 }
 
 fn unhex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

@@ -1096,7 +1096,10 @@ async fn api_keys_are_shown_once_and_stored_hashed() {
         .expect(StatusCode::OK);
     assert_eq!(listed.body[0]["id"], id.as_str());
     assert!(!listed.body.to_string().contains(&key[3..]));
-    let consumer = api.get("/api/v1/consumers/alice").await.expect(StatusCode::OK);
+    let consumer = api
+        .get("/api/v1/consumers/alice")
+        .await
+        .expect(StatusCode::OK);
     assert!(!consumer.body.to_string().contains(&key[3..]));
 
     api.delete(&format!("/api/v1/consumers/alice/keys/{id}"))

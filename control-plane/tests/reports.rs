@@ -27,6 +27,10 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(None).await
+}
+
+async fn start_with(admin_token: Option<&str>) -> Harness {
     let path = std::env::temp_dir().join(format!(
         "switchyard_reports_{}_{}.db",
         std::process::id(),
@@ -39,7 +43,7 @@ async fn start() -> Harness {
         database_url: format!("sqlite://{}", path.display()),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         xds_addr: "127.0.0.1:0".parse().unwrap(),
-        admin_token: None,
+        admin_token: admin_token.map(str::to_owned),
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -385,4 +389,40 @@ async fn shutdown_ends_open_report_streams() {
         "stopped without waiting out the grace period: {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn the_health_view_is_in_the_openapi_document() {
+    let h = start().await;
+    let (status, body) = h.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let get = &doc["paths"]["/api/v1/health"]["get"];
+    assert_eq!(get["parameters"][0]["name"], "cluster", "{get}");
+    assert_eq!(
+        get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/FleetHealth"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for field in [
+        "address",
+        "healthy",
+        "unhealthy",
+        "last_change",
+        "unhealthy_on",
+    ] {
+        assert!(
+            schemas["EndpointHealth"]["properties"][field].is_object(),
+            "EndpointHealth.{field} in {}",
+            schemas["EndpointHealth"]
+        );
+    }
+    assert!(schemas["ClusterHealth"]["properties"]["endpoints"].is_object());
+}
+
+#[tokio::test]
+async fn the_health_view_needs_the_admin_token_when_one_is_set() {
+    let h = start_with(Some("s3cret")).await;
+    let (status, body) = h.get("/api/v1/health").await;
+    assert_eq!(status, 401, "{body}");
 }

@@ -1,7 +1,7 @@
 //! The `control-plane` binary in the sandbox: started on free ports of 127.0.0.1 with a database
 //! of its own (or one shared with other replicas), waited for until `GET /healthz` answers 200,
 //! killed and restarted on the same ports and database. Small clients for the REST admin API and
-//! the fleet and revision views.
+//! the fleet, health and revision views.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -246,6 +246,26 @@ impl ControlPlane {
         self.proxy_status(node_id)
             .await
             .is_some_and(|p| p.get("connected") == Some(&Value::Bool(true)))
+    }
+
+    /// `GET /api/v1/health`: `{"clusters": [{"name", "endpoints": [{"address", "healthy",
+    /// "unhealthy", "last_change", "unhealthy_on"}]}]}`.
+    pub async fn health(&self) -> Value {
+        self.must("GET", "/api/v1/health", None).await
+    }
+
+    /// The health-view entry of endpoint `address` of `cluster`, if any proxy reports it.
+    pub async fn endpoint_health(&self, cluster: &str, address: &str) -> Option<Value> {
+        let view = self.health().await;
+        view.get("clusters")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some(cluster))?
+            .get("endpoints")?
+            .as_array()?
+            .iter()
+            .find(|e| e.get("address").and_then(Value::as_str) == Some(address))
+            .cloned()
     }
 
     /// The `number` of the newest revision (`GET /api/v1/revisions`, newest first).

@@ -1,6 +1,7 @@
 //! A fake upstream: an HTTP/1.1 server on 127.0.0.1 (port 0) in the test's tokio runtime. It
 //! answers every request with JSON `{"upstream": <label>, "path", "method", "headers"}`, counts
-//! and records the requests, and can be told to answer another status, to answer late, or to stop.
+//! and records the requests, and can be told to answer another status (on every path or on one,
+//! such as a health-check path), to answer late, or to stop.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -39,6 +40,8 @@ impl RecordedRequest {
 #[derive(Debug)]
 struct Behaviour {
     status: StatusCode,
+    /// Overrides of `status` by exact path (query excluded).
+    path_status: BTreeMap<String, StatusCode>,
     delay: Duration,
     requests: Vec<RecordedRequest>,
 }
@@ -62,6 +65,7 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream local_addr");
         let state = Arc::new(Mutex::new(Behaviour {
             status: StatusCode::OK,
+            path_status: BTreeMap::new(),
             delay: Duration::ZERO,
             requests: Vec::new(),
         }));
@@ -86,6 +90,19 @@ impl Upstream {
     /// Status of every later answer.
     pub fn set_status(&self, status: u16) {
         self.lock().status = StatusCode::from_u16(status).expect("a valid status code");
+    }
+
+    /// Status of later answers to `path` only (exact, query excluded), e.g. a health-check
+    /// path; it wins over [`set_status`](Self::set_status) until
+    /// [`clear_path_status`](Self::clear_path_status).
+    pub fn set_path_status(&self, path: &str, status: u16) {
+        let status = StatusCode::from_u16(status).expect("a valid status code");
+        self.lock().path_status.insert(path.to_owned(), status);
+    }
+
+    /// Answers to `path` follow [`set_status`](Self::set_status) again.
+    pub fn clear_path_status(&self, path: &str) {
+        self.lock().path_status.remove(path);
     }
 
     /// Delay before every later answer.
@@ -173,6 +190,7 @@ async fn answer(
         .map_or("/", |p| p.as_str())
         .to_owned();
     let method = parts.method.as_str().to_owned();
+    let bare_path = parts.uri.path().to_owned();
     let payload: Value = json!({
         "upstream": label,
         "path": path,
@@ -187,7 +205,12 @@ async fn answer(
             headers,
             body,
         });
-        (state.status, state.delay)
+        let status = state
+            .path_status
+            .get(&bare_path)
+            .copied()
+            .unwrap_or(state.status);
+        (status, state.delay)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -236,6 +259,22 @@ mod tests {
         assert_eq!(response.status, 503);
         assert!(started.elapsed() >= Duration::from_millis(100));
         assert_eq!(upstream.hits(), 2);
+
+        upstream.set_status(200);
+        upstream.set_path_status("/healthz", 503);
+        let status_of = async |path: &str| {
+            let url = format!("http://{}{path}", upstream.address());
+            client
+                .send("GET", &url, &[], Bytes::new())
+                .await
+                .expect("answer")
+                .status
+        };
+        upstream.set_delay(Duration::ZERO);
+        assert_eq!(status_of("/healthz?x=1").await, 503);
+        assert_eq!(status_of("/other").await, 200);
+        upstream.clear_path_status("/healthz");
+        assert_eq!(status_of("/healthz").await, 200);
 
         upstream.stop();
         let fresh = HttpClient::new();
