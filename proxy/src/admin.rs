@@ -34,7 +34,9 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         }
         "/config_dump" => json_response(StatusCode::OK, &config_dump(&shared)),
         "/metrics" => {
-            let mut response = Response::new(full(shared.metrics.render()));
+            let mut text = shared.metrics.render();
+            crate::metrics::render_clusters(&mut text, &shared.snapshot.load());
+            let mut response = Response::new(full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

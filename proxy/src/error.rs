@@ -1,11 +1,14 @@
 //! Request-path failures: which HTTP status each one gets, who failed, and whether a retry is
-//! allowed, as data (for the retry policy of a later issue and for metrics).
+//! allowed, as data (for metrics; the retry rules themselves are in [`crate::upstream::retry`]).
 //!
 //! Config and startup errors live with their own modules; this is only what a client can see.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{ProxyBody, full};
+
+/// Set on responses the circuit breaker refused.
+pub static X_OVERLOADED: HeaderName = HeaderName::from_static("x-switchyard-overloaded");
 
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +28,12 @@ pub enum ProxyError {
     NoRoute,
     #[error("cluster not found")]
     ClusterNotFound,
-    #[error("no endpoint available")]
+    #[error("no healthy endpoint")]
     NoEndpoint,
+    #[error("circuit open")]
+    CircuitOpen,
+    #[error("request body could not be read")]
+    ClientBody,
     #[error("route action {0} is not supported by this proxy yet")]
     Unsupported(&'static str),
     #[error("upstream connect failed")]
@@ -41,7 +48,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::ClusterNotFound | ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::ClusterNotFound | ProxyError::NoEndpoint | ProxyError::CircuitOpen => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::UpstreamConnect | ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -50,10 +60,11 @@ impl ProxyError {
 
     pub fn blame(&self) -> Blame {
         match self {
-            ProxyError::NoRoute => Blame::Downstream,
-            ProxyError::ClusterNotFound | ProxyError::NoEndpoint | ProxyError::Unsupported(_) => {
-                Blame::Internal
-            }
+            ProxyError::NoRoute | ProxyError::ClientBody => Blame::Downstream,
+            ProxyError::ClusterNotFound
+            | ProxyError::NoEndpoint
+            | ProxyError::CircuitOpen
+            | ProxyError::Unsupported(_) => Blame::Internal,
             ProxyError::UpstreamConnect | ProxyError::UpstreamReset | ProxyError::Timeout => {
                 Blame::Upstream
             }
@@ -82,6 +93,11 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if *self == ProxyError::CircuitOpen {
+            response
+                .headers_mut()
+                .insert(X_OVERLOADED.clone(), HeaderValue::from_static("true"));
+        }
         response
     }
 }
@@ -102,5 +118,8 @@ mod tests {
         assert_eq!(json["request_id"], "abc");
         assert_eq!(ProxyError::Timeout.blame(), Blame::Upstream);
         assert!(!ProxyError::NoRoute.retryable());
+        let open = ProxyError::CircuitOpen.to_response(&HeaderValue::from_static("abc"));
+        assert_eq!(open.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(open.headers()[&X_OVERLOADED], "true");
     }
 }

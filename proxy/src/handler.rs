@@ -1,6 +1,7 @@
 //! The request path: one snapshot load, route, act (forward, split, direct response), and
 //! turn failures into JSON errors; then the metrics and the access-log line.
 //!
+//! Balancing, retries and the rest of the upstream side are [`crate::upstream::exchange`]'s.
 //! Filters (auth, rate limits, transforms…) slot in between routing and balancing in a later
 //! issue; this module deliberately holds no state of its own.
 
@@ -9,12 +10,12 @@ use std::time::Instant;
 use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 
-use crate::balancer::PickContext;
 use crate::body::{ProxyBody, full};
 use crate::error::{Blame, ProxyError};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
 use crate::model::RouteAction;
 use crate::state::Shared;
+use crate::upstream::exchange;
 
 /// Serves one client request; never fails (errors become responses).
 pub async fn handle(
@@ -95,16 +96,5 @@ async fn dispatch(
         .clusters
         .get(cluster_name)
         .ok_or(ProxyError::ClusterNotFound)?;
-    let context = PickContext {
-        client_ip: client.ip,
-        headers: request.headers(),
-    };
-    let endpoint = cluster
-        .balancer
-        .pick(&context)
-        .ok_or(ProxyError::NoEndpoint)?;
-    cluster
-        .upstream
-        .forward(endpoint, request, client, request_id, route.spec.timeout)
-        .await
+    exchange::forward(cluster, &route.spec, request, client, request_id).await
 }

@@ -15,8 +15,13 @@
 //! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
 //! - [`handler`]: the request path — one snapshot load, route, act, JSON errors, metrics.
 //! - [`router`]: host-indexed, pre-sorted route selection.
-//! - [`balancer`]: endpoint choice per cluster (one file per policy).
-//! - [`upstream`]: pooled client, header rewrite ([`forwarding`]), timeouts.
+//! - [`cluster`]: a cluster at run time — per-config [`cluster::ClusterRuntime`] and the
+//!   long-lived [`cluster::ClusterState`] kept across configs.
+//! - [`balancer`]: endpoint choice per cluster (one file per policy), priority and zone.
+//! - [`upstream`]: pooled client, header rewrite ([`forwarding`]), the exchange (retries,
+//!   timeouts), [`circuit_breaker`], [`outlier`] detection.
+//! - [`health`]: active health checks, one background task per cluster.
+//! - [`reporter`]: endpoint health reports to the control plane (background task).
 //! - [`error`]: request-path errors (status, who failed, retryable).
 //! - [`admin`]: `/ready`, `/config_dump`, `/metrics` ([`metrics`]).
 //! - [`state`]: what the tasks share.
@@ -29,12 +34,17 @@
 pub mod admin;
 pub mod balancer;
 pub mod body;
+pub mod circuit_breaker;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod forwarding;
 pub mod handler;
+pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod outlier;
+pub mod reporter;
 pub mod resource_set;
 pub mod router;
 pub mod server;
@@ -122,6 +132,8 @@ impl Proxy {
         ));
         let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (report_stop_tx, report_stop_rx) = watch::channel(false);
+        let reporter = tokio::spawn(reporter::run(Arc::clone(&shared), report_stop_rx));
 
         let admin_shared = Arc::clone(&shared);
         let admin = tokio::spawn(server::serve(
@@ -148,6 +160,12 @@ impl Proxy {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = traffic.await;
+        // Reports last, so they carry what happened while draining; bounded by the flush.
+        let _ = report_stop_tx.send(true);
+        let flush = reporter::FLUSH_TIMEOUT + std::time::Duration::from_millis(500);
+        if tokio::time::timeout(flush, reporter).await.is_err() {
+            tracing::warn!("report flush timed out");
+        }
         xds.abort();
         let _ = admin.await;
         tracing::info!("proxy stopped");

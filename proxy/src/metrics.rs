@@ -1,5 +1,7 @@
 //! Prometheus metrics as plain atomics: the request path only does relaxed increments (no lock,
-//! no allocation); rendering the text format happens on the admin path.
+//! no allocation); rendering the text format happens on the admin path. Per-cluster counters
+//! live in each cluster's [`crate::cluster::ClusterStats`] and are rendered from the snapshot
+//! ([`render_clusters`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -128,6 +130,72 @@ impl Metrics {
              switchyard_proxy_control_plane_connected {connected}"
         );
         out
+    }
+}
+
+/// Per-cluster gauges and counters: healthy endpoints (computed now), ejections, retries,
+/// retry-budget refusals, circuit-breaker rejections and health-check failures.
+pub fn render_clusters(out: &mut String, snapshot: &crate::snapshot::Snapshot) {
+    let mut clusters: Vec<_> = snapshot.clusters.iter().collect();
+    clusters.sort_by(|a, b| a.0.cmp(b.0));
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_proxy_cluster_healthy_endpoints Endpoints passing health checks and not ejected.\n\
+         # TYPE switchyard_proxy_cluster_healthy_endpoints gauge"
+    );
+    for (name, cluster) in &clusters {
+        let _ = writeln!(
+            out,
+            "switchyard_proxy_cluster_healthy_endpoints{{cluster=\"{name}\"}} {}",
+            cluster.balancer.healthy_count()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_proxy_cluster_endpoints Endpoints configured.\n\
+         # TYPE switchyard_proxy_cluster_endpoints gauge"
+    );
+    for (name, cluster) in &clusters {
+        let _ = writeln!(
+            out,
+            "switchyard_proxy_cluster_endpoints{{cluster=\"{name}\"}} {}",
+            cluster.balancer.states().len()
+        );
+    }
+    type Pick = fn(&crate::cluster::ClusterStats) -> &AtomicU64;
+    let counters: [(&str, &str, Pick); 5] = [
+        (
+            "switchyard_proxy_cluster_ejections_total",
+            "Endpoints ejected by outlier detection.",
+            |s| &s.ejections,
+        ),
+        (
+            "switchyard_proxy_cluster_retries_total",
+            "Upstream attempts retried.",
+            |s| &s.retries,
+        ),
+        (
+            "switchyard_proxy_cluster_retries_budget_exhausted_total",
+            "Retries refused by the retry budget.",
+            |s| &s.retries_budget_exhausted,
+        ),
+        (
+            "switchyard_proxy_cluster_circuit_open_total",
+            "Requests refused by the circuit breaker.",
+            |s| &s.circuit_open,
+        ),
+        (
+            "switchyard_proxy_cluster_health_check_failures_total",
+            "Failed active health checks.",
+            |s| &s.health_check_failures,
+        ),
+    ];
+    for (metric, help, pick) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for (name, cluster) in &clusters {
+            let value = pick(&cluster.state.stats).load(Ordering::Relaxed);
+            let _ = writeln!(out, "{metric}{{cluster=\"{name}\"}} {value}");
+        }
     }
 }
 

@@ -7,5 +7,10 @@
 pub mod cluster;
 pub mod route;
 
-pub use cluster::{ClusterError, ClusterSpec, EndpointSpec, LbPolicy};
-pub use route::{HostMatch, PathMatch, RouteAction, RouteError, RouteMatchSpec, RouteSpec};
+pub use cluster::{
+    CircuitBreakerSpec, ClusterError, ClusterSpec, EndpointSpec, HashOn, HealthCheckSpec, LbPolicy,
+    OutlierSpec,
+};
+pub use route::{
+    HostMatch, PathMatch, RetryOn, RetrySpec, RouteAction, RouteError, RouteMatchSpec, RouteSpec,
+};

@@ -1,5 +1,6 @@
-//! The immutable, compiled config the request path reads: router plus one runtime (balancer,
-//! connection pool) per cluster, plus the [`ResourceSet`] it was built from for `/config_dump`.
+//! The immutable, compiled config the request path reads: router plus one [`ClusterRuntime`]
+//! (balancer, connection pool, limits, health task) per cluster, plus the [`ResourceSet`] it
+//! was built from for `/config_dump`.
 //!
 //! Built once per applied xDS response by the xDS client (the only writer) and published
 //! through an `ArcSwap`; a request loads it once and keeps that `Arc` to the end, so a config
@@ -8,11 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::balancer::Balancer;
-use crate::model::ClusterSpec;
+pub use crate::cluster::ClusterRuntime;
 use crate::resource_set::ResourceSet;
 use crate::router::Router;
-use crate::upstream::Upstream;
 
 /// One published config.
 #[derive(Debug, Default)]
@@ -22,48 +21,28 @@ pub struct Snapshot {
     pub resources: ResourceSet,
 }
 
-/// A cluster ready to take traffic.
-#[derive(Debug)]
-pub struct ClusterRuntime {
-    pub spec: Arc<ClusterSpec>,
-    pub balancer: Balancer,
-    pub upstream: Upstream,
-}
-
-impl ClusterRuntime {
-    /// Reuses `previous` whole when the spec is unchanged (keeping the balancer's position),
-    /// else builds a new balancer and keeps `previous`' pool if the connect settings match.
-    fn build(spec: &Arc<ClusterSpec>, previous: Option<&Arc<ClusterRuntime>>) -> Arc<Self> {
-        if let Some(previous) = previous
-            && (Arc::ptr_eq(&previous.spec, spec) || previous.spec == *spec)
-        {
-            return Arc::clone(previous);
-        }
-        let upstream = match previous {
-            Some(previous) if previous.upstream.connect_timeout() == spec.connect_timeout => {
-                previous.upstream.clone()
-            }
-            _ => Upstream::new(spec.connect_timeout),
-        };
-        Arc::new(Self {
-            spec: Arc::clone(spec),
-            balancer: Balancer::new(spec),
-            upstream,
-        })
-    }
-}
-
 impl Snapshot {
-    /// Compiles `resources`, reusing what it can from `previous`.
+    /// Compiles `resources` for a proxy without a zone, reusing what it can from `previous`.
     pub fn build(resources: ResourceSet, previous: &Snapshot) -> Self {
-        let clusters = resources
+        Self::build_in_zone(resources, previous, None)
+    }
+
+    /// Compiles `resources` for a proxy in `zone` (zone-aware balancing), reusing what it can
+    /// from `previous` and stopping the background work of clusters that are gone.
+    pub fn build_in_zone(resources: ResourceSet, previous: &Snapshot, zone: Option<&str>) -> Self {
+        let clusters: HashMap<String, Arc<ClusterRuntime>> = resources
             .clusters
             .iter()
             .map(|(name, held)| {
-                let runtime = ClusterRuntime::build(&held.spec, previous.clusters.get(name));
+                let runtime = ClusterRuntime::build(&held.spec, previous.clusters.get(name), zone);
                 (name.clone(), runtime)
             })
             .collect();
+        for (name, runtime) in &previous.clusters {
+            if !clusters.contains_key(name) {
+                runtime.retire();
+            }
+        }
         let router = Router::new(resources.routes.values().map(|held| Arc::clone(&held.spec)));
         Self {
             router,
@@ -81,6 +60,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ClusterSpec;
     use crate::resource_set::Held;
     use switchyard_proto::v1;
 
@@ -116,13 +96,15 @@ mod tests {
             &second.clusters["web"],
             &third.clusters["web"]
         ));
-        let picked = third.clusters["web"]
-            .balancer
-            .pick(&crate::balancer::PickContext {
+        let picked = third.clusters["web"].balancer.pick(
+            &crate::balancer::PickContext {
                 client_ip: [127, 0, 0, 1].into(),
                 headers: &http::HeaderMap::new(),
-            });
-        assert_eq!(picked.unwrap().address, "b:1");
+            },
+            &[],
+        );
+        assert_eq!(picked, Some(0));
+        assert_eq!(third.clusters["web"].balancer.states()[0].address, "b:1");
         assert!(third.router.is_empty());
         assert!(!third.is_complete());
     }

@@ -7,7 +7,7 @@
 //! published, and only then ACKed or NACKed. While no control plane is reachable the proxy
 //! keeps serving the last snapshot.
 
-mod backoff;
+pub(crate) mod backoff;
 pub mod delta;
 
 use std::collections::BTreeMap;
@@ -112,7 +112,8 @@ async fn stream(
         let applied = delta::apply(held, &response);
         if applied.changed {
             let previous = shared.snapshot.load();
-            let snapshot = Snapshot::build(held.clone(), &previous);
+            let zone = shared.labels.get("zone").map(String::as_str);
+            let snapshot = Snapshot::build_in_zone(held.clone(), &previous, zone);
             shared.snapshot.store(Arc::new(snapshot));
         }
         shared.metrics.config_update();
@@ -146,7 +147,7 @@ async fn stream(
     Err(StreamError::Closed)
 }
 
-async fn connect(address: &str) -> Result<Channel, StreamError> {
+pub(crate) async fn connect(address: &str) -> Result<Channel, StreamError> {
     Endpoint::from_shared(address.to_owned())
         .map_err(StreamError::Address)?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -160,7 +161,7 @@ async fn connect(address: &str) -> Result<Channel, StreamError> {
 }
 
 /// `error: cause: cause…`, since transport errors hide the useful part in their sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -2,77 +2,21 @@
 //! and fake upstreams: subscription, readiness, routing and round robin, ACK/NACK, removals,
 //! and resynchronisation after the control plane goes away.
 
-#[path = "support/fake_xds.rs"]
-mod fake_xds;
-#[path = "support/http.rs"]
-mod http_support;
+mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::protobuf::value::Kind;
-use fake_xds::{FakeXds, WAIT, cluster, response, route, route_with};
 use http::StatusCode;
-use http_support::{HttpClient, upstream};
+use support::fake_xds::{FakeXds, WAIT, cluster, response, route, route_with};
+use support::http::{HttpClient, upstream};
+use support::{assert_ack, eventually, start_proxy};
 use switchyard_proto::type_url::{CLUSTER, ROUTE};
 use switchyard_proto::v1::route::Action;
 use switchyard_proto::v1::route_match::Path;
-use switchyard_proxy::{Config, Proxy, StartError};
+use switchyard_proxy::Config;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Running {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    http: HttpClient,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), StartError>>,
-}
-
-async fn start_proxy(control_plane: Vec<String>) -> Running {
-    let mut config = Config::new(control_plane);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_addr = "127.0.0.1:0".parse().unwrap();
-    config.node_id = "test-node".into();
-    config.labels.insert("zone".into(), "z1".into());
-    let proxy = Proxy::bind(config).await.expect("bind");
-    let (listen, admin) = (proxy.listen_addr(), proxy.admin_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.serve(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        listen,
-        admin,
-        http: HttpClient::new(),
-        stop,
-        task,
-    }
-}
-
-/// Polls `check` until it holds, failing after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn assert_ack(request: &DeltaDiscoveryRequest, type_url: &str, nonce: &str) {
-    assert_eq!(request.type_url, type_url);
-    assert_eq!(request.response_nonce, nonce);
-    assert!(
-        request.error_detail.is_none(),
-        "unexpected NACK: {:?}",
-        request.error_detail
-    );
-}
 
 /// Opens the stream, checks both subscriptions, and serves `web` (a, b) + route `api` on `/`.
 async fn handshake(fake: &mut FakeXds, a: SocketAddr, b: SocketAddr) {

@@ -2,13 +2,14 @@
 //! every endpoint gets exactly its weight, spread out rather than in bursts.
 //!
 //! The cycle is computed once when the snapshot is built; a pick is one atomic increment and an
-//! index into it — no lock, no allocation. Weights are divided by their GCD and, when the cycle
+//! index into it — no lock, no allocation. Unavailable endpoints are stepped over (at most one
+//! cycle), so the survivors keep their relative shares. Weights are divided by their GCD and, when the cycle
 //! would exceed [`MAX_CYCLE`] picks, scaled down proportionally (each kept ≥ 1), which keeps the
 //! shares close while bounding memory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::model::EndpointSpec;
+use super::{Candidates, Member};
 
 /// Longest precomputed cycle.
 pub const MAX_CYCLE: u64 = 4096;
@@ -36,6 +37,15 @@ impl WeightedCycle {
         }
     }
 
+    /// Picks in one cycle.
+    pub fn len(&self) -> usize {
+        self.sequence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sequence.is_empty()
+    }
+
     /// Index of the next pick, `None` if every weight is 0 (or there are none).
     pub fn next_index(&self) -> Option<usize> {
         if self.sequence.is_empty() {
@@ -46,24 +56,29 @@ impl WeightedCycle {
     }
 }
 
-/// Round robin over endpoints (their weights are already ≥ 1).
+/// The `round_robin` policy over a set of members (weights ≥ 1).
 #[derive(Debug)]
 pub struct RoundRobin {
-    endpoints: Vec<EndpointSpec>,
+    /// Cluster endpoint indices, in the cycle's numbering.
+    members: Box<[u32]>,
     cycle: WeightedCycle,
 }
 
 impl RoundRobin {
-    pub fn new(endpoints: Vec<EndpointSpec>) -> Self {
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight.max(1)).collect();
+    pub fn new(members: &[Member<'_>]) -> Self {
+        let weights: Vec<u32> = members.iter().map(|m| m.weight.max(1)).collect();
         Self {
             cycle: WeightedCycle::new(&weights),
-            endpoints,
+            members: members.iter().map(|m| m.index).collect(),
         }
     }
 
-    pub fn pick(&self) -> Option<&EndpointSpec> {
-        self.cycle.next_index().map(|index| &self.endpoints[index])
+    /// The next usable member in the cycle.
+    pub fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
+        (0..self.cycle.len())
+            .filter_map(|_| self.cycle.next_index())
+            .map(|position| self.members[position] as usize)
+            .find(|&index| candidates.usable(index))
     }
 }
 
@@ -158,5 +173,24 @@ mod tests {
         }
         assert_eq!(counts, [50, 10, 10]);
         assert_eq!(WeightedCycle::new(&[]).next_index(), None);
+    }
+
+    #[test]
+    fn skips_unavailable_keeping_shares() {
+        let states = super::super::test_support::states(3);
+        let policy = RoundRobin::new(&super::super::test_support::members(&[2, 1, 1]));
+        let candidates = Candidates::new(&states, &[]);
+        let mut counts = [0usize; 3];
+        for _ in 0..400 {
+            counts[policy.pick(&candidates).unwrap()] += 1;
+        }
+        assert_eq!(counts, [200, 100, 100]);
+        let without_first = Candidates::new(&states, &[0]);
+        let mut counts = [0usize; 3];
+        for _ in 0..400 {
+            counts[policy.pick(&without_first).unwrap()] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        assert!(counts[1].abs_diff(counts[2]) <= 100, "{counts:?}");
     }
 }

@@ -1,11 +1,15 @@
 //! `switchyard.v1.Cluster` → [`ClusterSpec`]: endpoint addresses parsed into authorities,
-//! weights normalised, defaults applied.
+//! weights normalised, defaults applied; the resilience settings live in [`resilience`].
+
+pub mod resilience;
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use http::uri::Authority;
 use switchyard_proto::v1;
+
+pub use resilience::{CircuitBreakerSpec, HashOn, HealthCheckSpec, OutlierSpec};
 
 /// Upstream connect timeout when the cluster leaves `connect_timeout_ms` at 0.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -16,6 +20,11 @@ pub struct ClusterSpec {
     pub name: String,
     pub endpoints: Vec<EndpointSpec>,
     pub lb_policy: LbPolicy,
+    /// The key of `ring_hash` / `maglev` (`ip_hash` always uses the source IP).
+    pub hash_on: HashOn,
+    pub health_check: Option<HealthCheckSpec>,
+    pub outlier_detection: Option<OutlierSpec>,
+    pub circuit_breaker: CircuitBreakerSpec,
     pub connect_timeout: Duration,
 }
 
@@ -30,8 +39,7 @@ pub struct EndpointSpec {
     pub priority: u32,
 }
 
-/// Balancing policy as configured (the proxy may not implement every one yet; see
-/// [`crate::balancer`]).
+/// Balancing policy as configured (see [`crate::balancer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
     RoundRobin,
@@ -58,6 +66,12 @@ pub enum ClusterError {
     DuplicateEndpoint { index: usize, address: String },
     #[error("lb_policy {0} is unknown")]
     UnknownLbPolicy(i32),
+    #[error("hash_on.header {0:?} is not a valid header name")]
+    BadHashHeader(String),
+    #[error("hash_on.cookie is empty")]
+    BadHashCookie,
+    #[error("health_check.path {0:?} must be an absolute path (or set tcp)")]
+    BadHealthCheckPath(String),
 }
 
 impl TryFrom<&v1::Cluster> for ClusterSpec {
@@ -103,10 +117,27 @@ impl TryFrom<&v1::Cluster> for ClusterSpec {
             0 => DEFAULT_CONNECT_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
         };
+        let hash_on = match lb_policy {
+            LbPolicy::IpHash => HashOn::SourceIp,
+            _ => HashOn::try_from(proto.hash_on.as_ref())?,
+        };
+        let health_check = proto
+            .health_check
+            .as_ref()
+            .map(HealthCheckSpec::try_from)
+            .transpose()?;
         Ok(Self {
             name: proto.name.clone(),
             endpoints,
             lb_policy,
+            hash_on,
+            health_check,
+            outlier_detection: proto.outlier_detection.as_ref().map(OutlierSpec::from),
+            circuit_breaker: proto
+                .circuit_breaker
+                .as_ref()
+                .map(CircuitBreakerSpec::from)
+                .unwrap_or_default(),
             connect_timeout,
         })
     }

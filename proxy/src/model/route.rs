@@ -1,8 +1,8 @@
 //! `switchyard.v1.Route` → [`RouteSpec`]: host patterns normalised, path regexes compiled
 //! (anchored to the whole path), methods and header names parsed, the action checked.
 //!
-//! Policies the proxy does not implement yet (auth, rate limits, transforms, retries…) are not
-//! carried over; a later issue adds them here.
+//! Policies the proxy does not implement yet (auth, rate limits, transforms…) are not carried
+//! over; a later issue adds them here.
 
 use std::time::Duration;
 
@@ -21,8 +21,34 @@ pub struct RouteSpec {
     pub matcher: RouteMatchSpec,
     pub priority: i32,
     pub action: RouteAction,
-    /// Whole-request timeout; `None` when the route sets 0.
+    /// Whole-request timeout (all tries together); `None` when the route sets 0.
     pub timeout: Option<Duration>,
+    /// `None` when the route sets no retries or a single attempt.
+    pub retries: Option<RetrySpec>,
+}
+
+/// Most attempts (first included) a route may ask for.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// How failed upstream attempts are retried (on another endpoint, within the cluster's budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySpec {
+    /// Total attempts, the first included: 2..=[`MAX_ATTEMPTS`].
+    pub attempts: u32,
+    pub on: RetryOn,
+    /// Bound of each attempt's wait for response headers.
+    pub per_try_timeout: Option<Duration>,
+}
+
+/// Which failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn {
+    /// A 5xx response (and a per-try timeout).
+    pub status_5xx: bool,
+    /// The connection could not be made (the request was never sent).
+    pub connect_failure: bool,
+    /// The connection broke before response headers.
+    pub reset: bool,
 }
 
 /// What a request must look like to take this route.
@@ -102,6 +128,8 @@ pub enum RouteError {
     BadWeightedClusters,
     #[error("direct_response.status {0} is not 100-599")]
     BadStatus(u32),
+    #[error("retries.on value {0} is unknown")]
+    BadRetryOn(i32),
 }
 
 impl TryFrom<&v1::Route> for RouteSpec {
@@ -148,14 +176,51 @@ impl TryFrom<&v1::Route> for RouteSpec {
             0 => None,
             ms => Some(Duration::from_millis(u64::from(ms))),
         };
+        let retries = proto
+            .retries
+            .as_ref()
+            .map(retry_spec)
+            .transpose()?
+            .flatten();
         Ok(Self {
             name: proto.name.clone(),
             matcher,
             priority: proto.priority,
             action,
             timeout,
+            retries,
         })
     }
+}
+
+/// `None` for a single attempt; an empty `on` means the default `5xx` + `connect_failure`.
+fn retry_spec(proto: &v1::Retries) -> Result<Option<RetrySpec>, RouteError> {
+    let mut on = RetryOn::default();
+    for value in &proto.on {
+        match v1::RetryOn::try_from(*value) {
+            Ok(v1::RetryOn::RetryOn5xx) => on.status_5xx = true,
+            Ok(v1::RetryOn::ConnectFailure) => on.connect_failure = true,
+            Ok(v1::RetryOn::Reset) => on.reset = true,
+            Err(_) => return Err(RouteError::BadRetryOn(*value)),
+        }
+    }
+    if proto.on.is_empty() {
+        on.status_5xx = true;
+        on.connect_failure = true;
+    }
+    let attempts = proto.attempts.min(MAX_ATTEMPTS);
+    if attempts < 2 {
+        return Ok(None);
+    }
+    let per_try_timeout = match proto.per_try_timeout_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(u64::from(ms))),
+    };
+    Ok(Some(RetrySpec {
+        attempts,
+        on,
+        per_try_timeout,
+    }))
 }
 
 impl TryFrom<&v1::RouteMatch> for RouteMatchSpec {
@@ -281,6 +346,22 @@ mod tests {
         let spec = RouteSpec::try_from(&route(None)).unwrap();
         assert!(matches!(spec.matcher.path, PathMatch::Prefix(ref p) if p == "/"));
         assert_eq!(spec.timeout, None);
+        assert_eq!(spec.retries, None);
+        let mut retried = route(None);
+        retried.retries = Some(v1::Retries {
+            attempts: 3,
+            on: vec![],
+            per_try_timeout_ms: 100,
+        });
+        let retries = RouteSpec::try_from(&retried).unwrap().retries.unwrap();
+        assert_eq!(retries.attempts, 3);
+        assert!(retries.on.status_5xx && retries.on.connect_failure && !retries.on.reset);
+        assert_eq!(retries.per_try_timeout, Some(Duration::from_millis(100)));
+        retried.retries.as_mut().unwrap().on = vec![42];
+        assert!(matches!(
+            RouteSpec::try_from(&retried),
+            Err(RouteError::BadRetryOn(42))
+        ));
         let spec = RouteSpec::try_from(&route(Some(Path::PathRegex("/a/[0-9]+".into())))).unwrap();
         let PathMatch::Regex { regex, .. } = &spec.matcher.path else {
             panic!("regex expected")

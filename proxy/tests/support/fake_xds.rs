@@ -1,5 +1,6 @@
 //! A scripted Delta ADS server: the test reads each request the proxy sends and decides each
-//! response, on 127.0.0.1 (port 0, or a given port to simulate a restart).
+//! response, on 127.0.0.1 (port 0, or a given port to simulate a restart). It also accepts the
+//! report stream and hands every report to the test ([`FakeXds::next_report`]).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use switchyard_proto::v1::report_service_server::{ReportService, ReportServiceServer};
 use switchyard_proto::{type_url, v1};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -30,6 +32,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct FakeXds {
     pub addr: SocketAddr,
     requests: mpsc::UnboundedReceiver<DeltaDiscoveryRequest>,
+    reports: mpsc::UnboundedReceiver<v1::ReportRequest>,
     streams: Arc<Mutex<Vec<ResponseSender>>>,
     server: JoinHandle<()>,
 }
@@ -37,6 +40,34 @@ pub struct FakeXds {
 struct Service {
     requests: mpsc::UnboundedSender<DeltaDiscoveryRequest>,
     streams: Arc<Mutex<Vec<ResponseSender>>>,
+}
+
+struct Reports {
+    reports: mpsc::UnboundedSender<v1::ReportRequest>,
+}
+
+#[tonic::async_trait]
+impl ReportService for Reports {
+    type StreamReportsStream =
+        Pin<Box<dyn Stream<Item = Result<v1::ReportResponse, Status>> + Send>>;
+
+    async fn stream_reports(
+        &self,
+        request: Request<Streaming<v1::ReportRequest>>,
+    ) -> Result<Response<Self::StreamReportsStream>, Status> {
+        let mut inbound = request.into_inner();
+        let reports = self.reports.clone();
+        let (done, outbound) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(report)) = inbound.message().await {
+                let _ = reports.send(report);
+            }
+            drop(done);
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            outbound,
+        ))))
+    }
 }
 
 #[tonic::async_trait]
@@ -81,6 +112,7 @@ impl FakeXds {
         let listener = TcpListener::bind(addr).await.expect("bind fake xds");
         let addr = listener.local_addr().unwrap();
         let (requests_tx, requests) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         let streams = Arc::new(Mutex::new(Vec::new()));
         let service = Service {
             requests: requests_tx,
@@ -89,12 +121,16 @@ impl FakeXds {
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(AggregatedDiscoveryServiceServer::new(service))
+                .add_service(ReportServiceServer::new(Reports {
+                    reports: reports_tx,
+                }))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
                 .await;
         });
         Self {
             addr,
             requests,
+            reports,
             streams,
             server,
         }
@@ -109,6 +145,14 @@ impl FakeXds {
         tokio::time::timeout(WAIT, self.requests.recv())
             .await
             .expect("timed out waiting for a proxy request")
+            .expect("fake xds closed")
+    }
+
+    /// The next report the proxy sent.
+    pub async fn next_report(&mut self) -> v1::ReportRequest {
+        tokio::time::timeout(WAIT, self.reports.recv())
+            .await
+            .expect("timed out waiting for a report")
             .expect("fake xds closed")
     }
 

@@ -1,0 +1,198 @@
+//! Active health checking: one background task per cluster with a `health_check`, per proxy —
+//! never per request. Each round probes every endpoint concurrently ([`probe`]: HTTP GET of the
+//! path expecting 2xx on a fresh connection, or a TCP connect), each bounded by `timeout_ms`;
+//! rounds repeat every `interval_ms` ± 10% jitter, the first at once.
+//!
+//! Endpoints start healthy; `unhealthy_threshold` consecutive failures mark one unhealthy,
+//! `healthy_threshold` consecutive passes bring it back. The verdict is written to the shared
+//! [`EndpointState`]; balancers skip unhealthy endpoints.
+//!
+//! The task's life is tied to its cluster runtime: [`HealthTask`] aborts it when the runtime
+//! is retired (cluster removed, check or endpoints changed) or dropped; a runtime rebuilt with
+//! the same check and endpoints keeps the running task.
+//!
+//! # No panic mode
+//!
+//! Envoy routes to *every* endpoint once fewer than 50% are healthy ("panic mode"). Switchyard
+//! does not: unhealthy and ejected endpoints never get traffic, load goes to the remaining
+//! healthy ones (and spills to higher priority levels), and with none left the proxy answers
+//! 503 `{"error": "no healthy endpoint"}` at once. Sending requests to endpoints known to fail
+//! turns a fast, clear 503 into slow timeouts and retries; priority levels are the explicit way
+//! to keep a fallback; and outlier detection alone can never empty a cluster beyond
+//! `max_ejection_percent` — only failing active checks can, and they are what the operator asked
+//! to trust. The cost: a wrong health-check path takes the cluster down (visible at once in
+//! `GET /api/v1/health` and the `switchyard_proxy_cluster_healthy_endpoints` gauge).
+
+pub mod probe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::balancer::EndpointState;
+use crate::cluster::{ClusterState, ClusterStats};
+use crate::model::HealthCheckSpec;
+
+/// A running health-check task; aborted when dropped.
+#[derive(Debug)]
+pub struct HealthTask {
+    check: HealthCheckSpec,
+    endpoints: Vec<Arc<EndpointState>>,
+    abort: AbortHandle,
+}
+
+impl HealthTask {
+    /// Starts checking `endpoints`; `None` outside a Tokio runtime (e.g. a benchmark building
+    /// snapshots), where endpoints then stay as they are.
+    pub fn spawn(
+        cluster_name: &str,
+        check: &HealthCheckSpec,
+        endpoints: &[Arc<EndpointState>],
+        cluster: &Arc<ClusterState>,
+    ) -> Option<Self> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let task = run(
+            cluster_name.to_owned(),
+            check.clone(),
+            endpoints.to_vec(),
+            Arc::clone(cluster),
+        );
+        let abort = runtime.spawn(task).abort_handle();
+        Some(Self {
+            check: check.clone(),
+            endpoints: endpoints.to_vec(),
+            abort,
+        })
+    }
+
+    /// Whether this task already checks exactly `endpoints` with `check`.
+    pub fn serves(&self, check: &HealthCheckSpec, endpoints: &[Arc<EndpointState>]) -> bool {
+        self.check == *check
+            && self.endpoints.len() == endpoints.len()
+            && self
+                .endpoints
+                .iter()
+                .zip(endpoints)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    pub fn stop(&self) {
+        self.abort.abort();
+    }
+}
+
+impl Drop for HealthTask {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
+/// Consecutive results of one endpoint.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Streak {
+    passes: u32,
+    failures: u32,
+}
+
+impl Streak {
+    /// Folds in one result; returns the new verdict when it changes from `healthy`.
+    pub fn record(&mut self, passed: bool, healthy: bool, check: &HealthCheckSpec) -> Option<bool> {
+        if passed {
+            self.passes += 1;
+            self.failures = 0;
+            (!healthy && self.passes >= check.healthy_threshold).then_some(true)
+        } else {
+            self.failures += 1;
+            self.passes = 0;
+            (healthy && self.failures >= check.unhealthy_threshold).then_some(false)
+        }
+    }
+}
+
+/// `interval` ± 10%.
+pub fn jittered(interval: Duration) -> Duration {
+    let tenth = interval.as_millis() as u64 / 10;
+    let jitter = fastrand::u64(0..=2 * tenth);
+    interval - Duration::from_millis(tenth) + Duration::from_millis(jitter)
+}
+
+async fn run(
+    cluster_name: String,
+    check: HealthCheckSpec,
+    endpoints: Vec<Arc<EndpointState>>,
+    cluster: Arc<ClusterState>,
+) {
+    let mut streaks = vec![Streak::default(); endpoints.len()];
+    loop {
+        let mut round = JoinSet::new();
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            let address = endpoint.address.clone();
+            let (path, timeout) = (check.http_path.clone(), check.timeout);
+            round.spawn(async move {
+                (
+                    index,
+                    probe::probe(&address, path.as_deref(), timeout).await,
+                )
+            });
+        }
+        while let Some(joined) = round.join_next().await {
+            let Ok((index, result)) = joined else {
+                continue;
+            };
+            let endpoint = &endpoints[index];
+            if let Err(error) = &result {
+                ClusterStats::add(&cluster.stats.health_check_failures);
+                tracing::debug!(cluster = %cluster_name, endpoint = %endpoint.address, %error, "health check failed");
+            }
+            let healthy = endpoint.is_active_healthy();
+            if let Some(verdict) = streaks[index].record(result.is_ok(), healthy, &check) {
+                endpoint.set_active_healthy(verdict, &cluster);
+                tracing::warn!(
+                    cluster = %cluster_name,
+                    endpoint = %endpoint.address,
+                    healthy = verdict,
+                    "endpoint health changed"
+                );
+            }
+        }
+        tokio::time::sleep(jittered(check.interval)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> HealthCheckSpec {
+        HealthCheckSpec {
+            http_path: Some("/health".into()),
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(50),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
+
+    #[test]
+    fn thresholds_are_consecutive() {
+        let check = check();
+        let mut streak = Streak::default();
+        assert_eq!(streak.record(false, true, &check), None);
+        assert_eq!(streak.record(false, true, &check), None);
+        assert_eq!(streak.record(true, true, &check), None, "a pass resets");
+        assert_eq!(streak.record(false, true, &check), None);
+        assert_eq!(streak.record(false, true, &check), None);
+        assert_eq!(streak.record(false, true, &check), Some(false));
+        assert_eq!(streak.record(true, false, &check), None);
+        assert_eq!(streak.record(true, false, &check), Some(true));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let delay = jittered(Duration::from_millis(1000));
+            assert!(delay >= Duration::from_millis(900) && delay <= Duration::from_millis(1100));
+        }
+    }
+}
