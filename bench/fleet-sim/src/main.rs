@@ -1,0 +1,227 @@
+//! `fleet-sim`: opens N simulated proxies — real Delta ADS streams with distinct node ids,
+//! ACKing every response like the real proxy — against one control plane, applies K one-route
+//! changes through the REST API, and reports per change how long until every proxy ACKed it,
+//! how many bytes each proxy received, and what the control plane spent (CPU, resident memory).
+//!
+//! # Layout
+//!
+//! - [`control_plane`]: the control plane under test — started from a binary on a temporary
+//!   SQLite database, or an already running one — and its `/proc` figures (RSS, CPU time).
+//! - [`rest`]: the few admin API calls (seed a cluster and R routes, change one route).
+//! - [`fleet`]: the simulated proxies, many streams multiplexed over a few HTTP/2 connections.
+//! - [`report`]: percentiles, the table and the JSON.
+//!
+//! Everything is bounded: N, R, K, a per-change timeout and a global `--timeout`; the control
+//! plane it starts is stopped (by PID) when the run ends, whatever the outcome.
+
+#![forbid(unsafe_code)]
+
+mod control_plane;
+mod fleet;
+mod report;
+mod rest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use control_plane::ControlPlane;
+use fleet::Fleet;
+use report::{ChangeResult, Report};
+
+/// Simulate a fleet of Switchyard proxies against one control plane.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Flags {
+    /// Control-plane binary to start on a temporary SQLite database with free loopback ports
+    /// (instead of --xds-url / --admin-url).
+    #[arg(long, conflicts_with_all = ["xds_url", "admin_url"])]
+    control_plane_bin: Option<PathBuf>,
+    /// CPU list (taskset syntax) to pin a started control plane to, e.g. `1`.
+    #[arg(long, requires = "control_plane_bin")]
+    control_plane_cpu: Option<String>,
+    /// xDS URL of a running control plane, e.g. http://127.0.0.1:18000.
+    #[arg(long, requires = "admin_url")]
+    xds_url: Option<String>,
+    /// Admin URL of that control plane, e.g. http://127.0.0.1:8080.
+    #[arg(long, requires = "xds_url")]
+    admin_url: Option<String>,
+    /// PID of that control plane, for its RSS and CPU figures (omitted from the report without).
+    #[arg(long, requires = "xds_url")]
+    control_plane_pid: Option<u32>,
+    /// Number of simulated proxies (ADS streams).
+    #[arg(short = 'n', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    proxies: u32,
+    /// Streams multiplexed over one HTTP/2 connection.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    streams_per_connection: u32,
+    /// Streams being set up at the same time while connecting the fleet.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connect_concurrency: u32,
+    /// Routes to seed before connecting (plus one cluster).
+    #[arg(short = 'r', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    routes: u32,
+    /// One-route changes to apply and time.
+    #[arg(short = 'k', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    changes: u32,
+    /// Pause between two changes.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pause: Duration,
+    /// Give up on one change (report the proxies that had not ACKed) after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    change_timeout: Duration,
+    /// Bound on the whole run (start, seed, connect, changes).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Node id prefix; proxy i is `<prefix>-<i>`.
+    #[arg(long, default_value = "fleet-sim")]
+    node_prefix: String,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    let mut control_plane = match &flags.control_plane_bin {
+        Some(binary) => ControlPlane::start(binary, flags.control_plane_cpu.as_deref())
+            .await
+            .context("starting the control plane")?,
+        None => ControlPlane::external(
+            flags
+                .xds_url
+                .clone()
+                .context("--xds-url or --control-plane-bin is required")?,
+            flags.admin_url.clone().context("--admin-url is required")?,
+            flags.control_plane_pid,
+        ),
+    };
+    let outcome = tokio::time::timeout(flags.timeout, simulate(&flags, &control_plane)).await;
+    control_plane.stop().await;
+    let report =
+        outcome.map_err(|_| anyhow::anyhow!("global --timeout {:?} reached", flags.timeout))??;
+    print!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report.json())?;
+    println!("{json}");
+    if let Some(path) = &flags.json {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn simulate(flags: &Flags, control_plane: &ControlPlane) -> anyhow::Result<Report> {
+    let admin = rest::Admin::new(control_plane.admin_url());
+    let started = Instant::now();
+    admin.seed(flags.routes).await.context("seeding routes")?;
+    let seed_time = started.elapsed();
+    eprintln!(
+        "fleet-sim: seeded 1 cluster + {} routes in {:.1} s",
+        flags.routes,
+        seed_time.as_secs_f64()
+    );
+    // Let the snapshot builder publish the seed before measuring the baseline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = control_plane.rss_kb();
+
+    let connect_started = Instant::now();
+    let mut fleet = Fleet::connect(fleet::Settings {
+        xds_url: control_plane.xds_url().to_owned(),
+        proxies: flags.proxies,
+        streams_per_connection: flags.streams_per_connection,
+        connect_concurrency: flags.connect_concurrency,
+        node_prefix: flags.node_prefix.clone(),
+    })
+    .await
+    .context("connecting the simulated proxies")?;
+    let connect_time = connect_started.elapsed();
+    let initial_bytes = fleet.bytes_received();
+    eprintln!(
+        "fleet-sim: {} proxies synced over {} connections in {:.1} s",
+        flags.proxies,
+        fleet.connections(),
+        connect_time.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = control_plane.rss_kb();
+
+    // Idle CPU of the control plane with the fleet connected, to read the per-change CPU against.
+    let idle_window = Duration::from_secs(2);
+    let idle_cpu_before = control_plane.cpu_time();
+    tokio::time::sleep(idle_window).await;
+    let idle_cpu = control_plane
+        .cpu_time()
+        .zip(idle_cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+
+    let mut changes = Vec::new();
+    let mut bytes_before_changes = fleet.bytes_received();
+    for index in 0..flags.changes {
+        let name = rest::route_name(index % flags.routes);
+        let cpu_before = control_plane.cpu_time();
+        let change = fleet.start_change(index, &name);
+        let put_started = Instant::now();
+        admin
+            .change_route(&name, index)
+            .await
+            .with_context(|| format!("change {index}: PUT route {name}"))?;
+        let put_time = put_started.elapsed();
+        let acks = fleet.wait_acks(&change, flags.change_timeout).await;
+        let cpu = control_plane
+            .cpu_time()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let bytes_now = fleet.bytes_received();
+        let result = ChangeResult {
+            index,
+            route: name,
+            put_time,
+            latencies: acks.latencies,
+            bytes_per_proxy: acks.bytes,
+            stream_bytes_total: bytes_now - bytes_before_changes,
+            missing: acks.missing,
+            control_plane_cpu: cpu,
+        };
+        bytes_before_changes = bytes_now;
+        eprintln!("fleet-sim: {}", result.one_line(flags.proxies));
+        changes.push(result);
+        tokio::time::sleep(flags.pause).await;
+    }
+    let errors = fleet.errors();
+    let connections = fleet.connections();
+    fleet.close();
+    Ok(Report {
+        proxies: flags.proxies,
+        connections,
+        routes: flags.routes,
+        seed_time,
+        connect_time,
+        initial_bytes_per_proxy: initial_bytes as f64 / f64::from(flags.proxies),
+        rss_before_kb: rss_before,
+        rss_after_kb: rss_after,
+        idle_cpu,
+        idle_window,
+        changes,
+        stream_errors: errors,
+    })
+}
