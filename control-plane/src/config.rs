@@ -21,6 +21,10 @@ pub struct Config {
     /// a loopback `--admin-addr` is allowed.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Bootstrap token proxies must present on the xDS and report streams. Without one any
+    /// client that reaches `--xds-addr` may connect.
+    #[arg(long, env = "PROXY_TOKEN", hide_env_values = true)]
+    pub proxy_token: Option<String>,
 }
 
 /// A setting that cannot work.
@@ -32,15 +36,18 @@ pub enum ConfigError {
     )]
     OpenAdminOnNetwork(SocketAddr),
     /// An empty token.
-    #[error("--admin-token must not be empty")]
-    EmptyToken,
+    #[error("{0} must not be empty")]
+    EmptyToken(&'static str),
 }
 
 impl Config {
     /// Checks settings that flags alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.proxy_token.as_deref() == Some("") {
+            return Err(ConfigError::EmptyToken("--proxy-token"));
+        }
         match &self.admin_token {
-            Some(token) if token.is_empty() => Err(ConfigError::EmptyToken),
+            Some(token) if token.is_empty() => Err(ConfigError::EmptyToken("--admin-token")),
             None if !self.admin_addr.ip().is_loopback() => {
                 Err(ConfigError::OpenAdminOnNetwork(self.admin_addr))
             }

@@ -11,11 +11,13 @@
 //! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
 //! - [`reports`]: the report stream from proxies and the fleet-wide endpoint health view.
 //! - [`metrics`]: Prometheus counters.
+//! - [`credentials`]: bearer tokens (admin API, proxy bootstrap token).
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+pub mod credentials;
 pub mod fleet;
 pub mod metrics;
 pub mod model;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use sha2::{Digest, Sha256};
 use switchyard_proto::v1::report_service_server::ReportServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,6 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{ApiState, router};
 use crate::config::{Config, ConfigError};
+use crate::credentials;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::reports::{HealthView, ReportServer};
@@ -61,6 +61,7 @@ pub struct ControlPlane {
     health: Arc<HealthView>,
     metrics: Arc<Metrics>,
     admin_token_sha256: Option<[u8; 32]>,
+    proxy_token_sha256: Option<credentials::TokenDigest>,
     snapshots: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -87,10 +88,8 @@ impl ControlPlane {
             fleet: Arc::default(),
             health: Arc::default(),
             metrics: Arc::default(),
-            admin_token_sha256: config
-                .admin_token
-                .as_ref()
-                .map(|token| Sha256::digest(token.as_bytes()).into()),
+            admin_token_sha256: config.admin_token.as_deref().map(credentials::digest),
+            proxy_token_sha256: config.proxy_token.as_deref().map(credentials::digest),
         })
     }
 
@@ -154,8 +153,14 @@ impl ControlPlane {
         let xds = tokio::spawn(
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .add_service(AggregatedDiscoveryServiceServer::new(ads))
-                .add_service(ReportServiceServer::new(reports))
+                .add_service(AggregatedDiscoveryServiceServer::with_interceptor(
+                    ads,
+                    credentials::grpc_interceptor(self.proxy_token_sha256),
+                ))
+                .add_service(ReportServiceServer::with_interceptor(
+                    reports,
+                    credentials::grpc_interceptor(self.proxy_token_sha256),
+                ))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(self.xds), stopped()),
         );
 

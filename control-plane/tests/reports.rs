@@ -44,6 +44,7 @@ async fn start_with(admin_token: Option<&str>) -> Harness {
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         admin_token: admin_token.map(str::to_owned),
+        proxy_token: None,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

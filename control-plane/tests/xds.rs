@@ -34,11 +34,16 @@ struct Harness {
 }
 
 async fn start(store_url: String) -> Harness {
+    start_with_proxy_token(store_url, None).await
+}
+
+async fn start_with_proxy_token(store_url: String, proxy_token: Option<&str>) -> Harness {
     let config = Config {
         database_url: store_url,
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
+        proxy_token: proxy_token.map(str::to_owned),
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -116,16 +121,24 @@ struct Stream {
 
 impl Stream {
     async fn open(url: &str) -> Stream {
+        Stream::open_with_token(url, None).await.unwrap()
+    }
+
+    async fn open_with_token(url: &str, token: Option<&str>) -> Result<Stream, tonic::Status> {
         let mut client = AggregatedDiscoveryServiceClient::connect(url.to_owned())
             .await
             .unwrap();
         let (tx, requests) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(requests));
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().unwrap();
+            request.metadata_mut().insert("authorization", value);
+        }
         let rx = client
-            .delta_aggregated_resources(ReceiverStream::new(requests))
-            .await
-            .unwrap()
+            .delta_aggregated_resources(request)
+            .await?
             .into_inner();
-        Stream { tx, rx }
+        Ok(Stream { tx, rx })
     }
 
     async fn subscribe(&self, node: &str, url: &str, initial: &[(&str, &str)]) {
@@ -470,4 +483,23 @@ async fn a_write_through_one_replica_reaches_proxies_of_another() {
         );
     }
     reader.settled().await;
+}
+
+/// With `--proxy-token`, only streams presenting it are served.
+#[tokio::test]
+async fn streams_without_the_proxy_token_are_refused() {
+    let path = std::env::temp_dir().join(format!("switchyard_xds_token_{}.db", std::process::id()));
+    let h = start_with_proxy_token(format!("sqlite://{}", path.display()), Some("b00t")).await;
+    for token in [None, Some("wrong")] {
+        let refused = match Stream::open_with_token(&h.xds_url, token).await {
+            Err(status) => status,
+            Ok(mut stream) => stream.rx.message().await.unwrap_err(),
+        };
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{token:?}");
+    }
+    let mut stream = Stream::open_with_token(&h.xds_url, Some("b00t"))
+        .await
+        .unwrap();
+    let (clusters, _) = stream.sync("node-1").await;
+    assert_eq!(clusters.type_url, type_url::CLUSTER);
 }

@@ -23,6 +23,9 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     /// How long graceful shutdown waits for in-flight requests before giving up.
     pub drain_timeout: Duration,
+    /// Bootstrap token presented to the control plane on the config and report streams
+    /// (`authorization: Bearer <token>`); `None` when the control plane needs none.
+    pub control_plane_token: Option<String>,
 }
 
 impl Config {
@@ -35,6 +38,7 @@ impl Config {
             node_id: default_node_id(),
             labels: BTreeMap::new(),
             drain_timeout: Duration::from_secs(10),
+            control_plane_token: None,
         }
     }
 }
@@ -52,6 +56,20 @@ pub enum ConfigError {
     NoControlPlane,
     #[error("control-plane address {0:?} is not http://host:port")]
     BadControlPlane(String),
+    #[error("the control-plane token must be non-empty visible ASCII")]
+    BadControlPlaneToken,
+}
+
+/// The `authorization` metadata value carrying `token`.
+pub fn control_plane_authorization(
+    token: &str,
+) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, ConfigError> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::BadControlPlaneToken);
+    }
+    format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ConfigError::BadControlPlaneToken)
 }
 
 /// Parses `key=value,key2=value2` (empty string = no labels; whitespace around items ignored).

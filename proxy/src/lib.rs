@@ -125,11 +125,19 @@ impl Proxy {
             listen_addr,
             admin_addr,
         } = self;
-        let shared = Arc::new(Shared::new(
-            config.node_id.clone(),
-            config.labels.clone(),
-            config.control_plane.clone(),
-        ));
+        let authorization = config
+            .control_plane_token
+            .as_deref()
+            .map(config::control_plane_authorization)
+            .transpose()?;
+        let shared = Arc::new(
+            Shared::new(
+                config.node_id.clone(),
+                config.labels.clone(),
+                config.control_plane.clone(),
+            )
+            .with_control_plane_authorization(authorization),
+        );
         let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (report_stop_tx, report_stop_rx) = watch::channel(false);

@@ -34,6 +34,9 @@ struct Flags {
     /// Node labels, key=value,…
     #[arg(long, env = "NODE_LABELS", default_value = "")]
     labels: String,
+    /// Bootstrap token for the control plane's `--proxy-token`.
+    #[arg(long, env = "CONTROL_PLANE_TOKEN", hide_env_values = true)]
+    control_plane_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,10 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
     config.listen = flags.listen;
     config.admin_addr = flags.admin_addr;
     config.labels = labels;
+    if let Some(token) = flags.control_plane_token {
+        config::control_plane_authorization(&token).context("invalid --control-plane-token")?;
+        config.control_plane_token = Some(token);
+    }
     match flags.node_id {
         Some(node_id) if node_id.trim().is_empty() => anyhow::bail!("invalid --node-id: empty"),
         Some(node_id) => config.node_id = node_id,

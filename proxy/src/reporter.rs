@@ -165,7 +165,7 @@ async fn stream(
     // Capacity 4 and the receiver is alive: cannot fail.
     let _ = requests.try_send(request(&shared.node_id, first, true));
     let mut inbound = client
-        .stream_reports(ReceiverStream::new(outbound))
+        .stream_reports(shared.control_plane_request(ReceiverStream::new(outbound)))
         .await?
         .into_inner();
     *delivered = true;

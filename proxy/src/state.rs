@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
+use tonic::metadata::{Ascii, MetadataValue};
 
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub node_id: String,
     pub labels: BTreeMap<String, String>,
     pub control_planes: Vec<String>,
+    /// `authorization` metadata for the control-plane streams, when a token is configured.
+    pub control_plane_authorization: Option<MetadataValue<Ascii>>,
     /// Admin-path only (never touched by requests), so a mutex is fine.
     pub xds: Mutex<XdsStatus>,
 }
@@ -52,8 +55,29 @@ impl Shared {
             node_id,
             labels,
             control_planes,
+            control_plane_authorization: None,
             xds: Mutex::new(XdsStatus::default()),
         }
+    }
+
+    /// Sets the `authorization` metadata sent on the control-plane streams.
+    pub fn with_control_plane_authorization(
+        mut self,
+        authorization: Option<MetadataValue<Ascii>>,
+    ) -> Self {
+        self.control_plane_authorization = authorization;
+        self
+    }
+
+    /// Wraps a control-plane stream's messages in a request carrying the token, if any.
+    pub fn control_plane_request<T>(&self, messages: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(messages);
+        if let Some(authorization) = &self.control_plane_authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        request
     }
 
     /// A copy of the xDS status (a poisoned lock still yields the data).

@@ -102,7 +102,7 @@ async fn stream(
         let _ = requests.try_send(request);
     }
     let mut inbound = client
-        .delta_aggregated_resources(ReceiverStream::new(outbound))
+        .delta_aggregated_resources(shared.control_plane_request(ReceiverStream::new(outbound)))
         .await?
         .into_inner();
     shared.metrics.set_connected(true);

@@ -58,6 +58,15 @@ impl ControlPlane {
     /// Starts a control plane on `database` (shared with other replicas when cloned), with an
     /// admin token if given.
     pub async fn start_on(database: Arc<Database>, admin_token: Option<&str>) -> Self {
+        Self::start_with(database, admin_token, &[]).await
+    }
+
+    /// Like [`ControlPlane::start_on`], with extra command-line arguments.
+    pub async fn start_with(
+        database: Arc<Database>,
+        admin_token: Option<&str>,
+        extra_args: &[&str],
+    ) -> Self {
         let scratch = Scratch::new("control-plane");
         let admin_addr = free_addr();
         let xds_addr = free_addr();
@@ -72,6 +81,7 @@ impl ControlPlane {
         if let Some(token) = admin_token {
             args.extend(["--admin-token".to_owned(), token.to_owned()]);
         }
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let name = format!("control-plane@{admin_addr}");
         let log = scratch.path().join("control-plane.log");
         let process = Process::spawn(&name, &binaries().control_plane, args, log);

@@ -33,6 +33,13 @@ impl Proxy {
     /// Starts `proxy --control-plane <cp_urls> --node-id <node_id> [--labels <labels>]` and
     /// waits for `/ready`. `cp_urls` is comma-separated; `labels` is `key=value,…` or empty.
     pub async fn start(cp_urls: &str, node_id: &str, labels: &str) -> Self {
+        let mut proxy = Self::spawn(cp_urls, node_id, labels, &[]);
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    /// Starts a proxy with extra command-line arguments, without waiting for `/ready`.
+    pub fn spawn(cp_urls: &str, node_id: &str, labels: &str, extra_args: &[&str]) -> Self {
         let scratch = Scratch::new(&format!("proxy-{node_id}"));
         let listen_addr = free_addr();
         let admin_addr = free_addr();
@@ -49,29 +56,34 @@ impl Proxy {
         if !labels.is_empty() {
             args.extend(["--labels".to_owned(), labels.to_owned()]);
         }
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let log = scratch.path().join("proxy.log");
         let process = Process::spawn(&format!("proxy {node_id}"), &binaries().proxy, args, log);
-        let mut proxy = Proxy {
+        Proxy {
             process,
             client: HttpClient::new(),
             node_id: node_id.to_owned(),
             listen_addr,
             admin_addr,
             _scratch: scratch,
-        };
+        }
+    }
+
+    /// Waits (bounded) until the proxy answers `/ready` with 200; fails the test otherwise.
+    pub async fn wait_ready(&mut self) {
         let ready = wait_until(
             READY_TIMEOUT,
-            async || matches!(proxy.admin_get("/ready").await, Ok(r) if r.status == 200),
+            async || matches!(self.admin_get("/ready").await, Ok(r) if r.status == 200),
         )
         .await;
-        proxy.process.assert_running("starting");
+        self.process.assert_running("starting");
         assert!(
             ready,
-            "proxy {node_id} not /ready within {READY_TIMEOUT:?}; log {}:\n{}",
-            proxy.process.log_path().display(),
-            proxy.process.log_tail(40)
+            "proxy {} not /ready within {READY_TIMEOUT:?}; log {}:\n{}",
+            self.node_id,
+            self.process.log_path().display(),
+            self.process.log_tail(40)
         );
-        proxy
     }
 
     pub fn node_id(&self) -> &str {

@@ -9,10 +9,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use super::problem::Problem;
+use crate::credentials;
 
 /// Middleware: lets the request through when no token is configured or the bearer token
 /// matches; answers 401 otherwise.
@@ -27,30 +27,14 @@ pub async fn require_token(
     match bearer(request.headers()) {
         None => Problem::unauthorized("a bearer token is required (Authorization: Bearer <token>)")
             .into_response(),
-        Some(token) if digest_matches(token, &expected) => next.run(request).await,
+        Some(token) if credentials::matches(token, &expected) => next.run(request).await,
         Some(_) => Problem::unauthorized("invalid token").into_response(),
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+/// The token of an `Authorization: Bearer <token>` header.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Whether SHA-256(`token`) equals `expected`, comparing every byte whatever the first
-/// difference.
-fn digest_matches(token: &str, expected: &[u8; 32]) -> bool {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let diff = digest
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(diff) == 0
+    credentials::bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 #[cfg(test)]
@@ -60,7 +44,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_bearer_and_compares_digests() {
+    fn reads_the_bearer_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
         headers.insert(
@@ -73,8 +57,5 @@ mod tests {
             HeaderValue::from_static("Basic s3cret"),
         );
         assert_eq!(bearer(&headers), None);
-        let expected: [u8; 32] = Sha256::digest(b"s3cret").into();
-        assert!(digest_matches("s3cret", &expected));
-        assert!(!digest_matches("s3cre", &expected));
     }
 }
