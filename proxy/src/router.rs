@@ -1,12 +1,18 @@
 //! The compiled router: picks the route for a request, built once per snapshot.
 //!
-//! Routes are indexed by host (exact name, `*.suffix`, any) and each index list is pre-sorted by
-//! the selection order — highest `priority`, then longest path match (an exact path counts as
-//! longest, a regex ranks by its pattern length), then the most specific host (exact, then the
-//! longest `*.suffix`, then any), then name — so the first match in a list is
-//! that list's best. A request looks at most a handful of lists (its exact host, each of its
-//! dot-suffixes, the any-host list) and keeps the best first match; it never scans routes for
-//! other hosts. This module matches only; what happens next is the handler's job.
+//! Routes are indexed by host (exact name, `*.suffix`, any), and within a host by path: exact
+//! paths and prefixes in hash maps keyed by the path text, regexes in a list. Every bucket is
+//! pre-sorted by the selection order — highest `priority`, then longest path match (an exact
+//! path counts as longest, a regex ranks by its pattern length), then the most specific host
+//! (exact, then the longest `*.suffix`, then any), then name — so the first match in a bucket
+//! is that bucket's best.
+//!
+//! A request looks up its exact host, each of its dot-suffixes and the any-host routes; in each,
+//! its exact path, then each of its own prefixes whose length some route uses, then the regex
+//! routes; it keeps the best first match. The cost depends on the request (its host's labels,
+//! the distinct prefix lengths in use, the number of regex routes), not on how many routes are
+//! configured: 10 or 10,000 prefix routes cost the same lookups. This module matches only; what
+//! happens next is the handler's job.
 
 mod route_match;
 
@@ -25,9 +31,68 @@ pub use route_match::RequestView;
 /// Routes of one snapshot, indexed for selection.
 #[derive(Debug, Default)]
 pub struct Router {
+    exact: HashMap<Box<str>, PathIndex>,
+    suffix: HashMap<Box<str>, PathIndex>,
+    any: PathIndex,
+}
+
+/// The routes of one host key, indexed by path.
+#[derive(Debug, Default)]
+struct PathIndex {
     exact: HashMap<Box<str>, Vec<Entry>>,
-    suffix: HashMap<Box<str>, Vec<Entry>>,
-    any: Vec<Entry>,
+    prefix: HashMap<Box<str>, Vec<Entry>>,
+    /// Distinct lengths of the prefixes in `prefix`, longest first.
+    prefix_lengths: Vec<usize>,
+    regex: Vec<Entry>,
+}
+
+impl PathIndex {
+    fn insert(&mut self, entry: Entry) {
+        let bucket = match &entry.route.spec.matcher.path {
+            PathMatch::Exact(path) => self.exact.entry(path.as_str().into()).or_default(),
+            PathMatch::Prefix(prefix) => self.prefix.entry(prefix.as_str().into()).or_default(),
+            PathMatch::Regex { .. } => &mut self.regex,
+        };
+        bucket.push(entry);
+    }
+
+    /// Sorts every bucket and records the prefix lengths in use.
+    fn seal(&mut self) {
+        let buckets = self
+            .exact
+            .values_mut()
+            .chain(self.prefix.values_mut())
+            .chain(std::iter::once(&mut self.regex));
+        for bucket in buckets {
+            bucket.sort_by(Entry::rank);
+        }
+        self.prefix_lengths = self.prefix.keys().map(|p| p.len()).collect();
+        self.prefix_lengths.sort_unstable_by(|a, b| b.cmp(a));
+        self.prefix_lengths.dedup();
+    }
+
+    /// Offers this host's best match for `request` to `best`.
+    fn consider<'a>(&'a self, request: &RequestView<'_>, best: &mut Option<&'a Entry>) {
+        let path = request.path();
+        if let Some(bucket) = self.exact.get(path) {
+            consider(bucket, request, best);
+        }
+        for &length in &self.prefix_lengths {
+            let Some(prefix) = path.get(..length) else {
+                continue; // longer than the path, or not on a character boundary
+            };
+            if let Some(bucket) = self.prefix.get(prefix) {
+                consider(bucket, request, best);
+            }
+        }
+        consider(&self.regex, request, best);
+    }
+
+    fn len(&self) -> usize {
+        self.exact.values().map(Vec::len).sum::<usize>()
+            + self.prefix.values().map(Vec::len).sum::<usize>()
+            + self.regex.len()
+    }
 }
 
 /// A route with its per-snapshot runtime state.
@@ -60,7 +125,7 @@ impl Entry {
 }
 
 impl Router {
-    /// Compiles the routes into host-indexed, pre-sorted lists.
+    /// Compiles the routes into host- and path-indexed, pre-sorted buckets.
     pub fn new(routes: impl IntoIterator<Item = Arc<RouteSpec>>) -> Self {
         let mut router = Router::default();
         for route in routes {
@@ -69,7 +134,7 @@ impl Router {
                 PathMatch::Prefix(prefix) => prefix.len(),
                 PathMatch::Regex { pattern, .. } => pattern.len(),
             };
-            let list = match &route.matcher.host {
+            let index = match &route.matcher.host {
                 HostMatch::Any => &mut router.any,
                 HostMatch::Exact(host) => router.exact.entry(host.as_str().into()).or_default(),
                 HostMatch::Suffix(suffix) => {
@@ -88,19 +153,19 @@ impl Router {
                 }
                 _ => None,
             };
-            list.push(Entry {
+            index.insert(Entry {
                 route: CompiledRoute { spec: route, split },
                 path_rank,
                 host_rank,
             });
         }
-        let lists = router
+        let indexes = router
             .exact
             .values_mut()
             .chain(router.suffix.values_mut())
             .chain(std::iter::once(&mut router.any));
-        for list in lists {
-            list.sort_by(Entry::rank);
+        for index in indexes {
+            index.seal();
         }
         router
     }
@@ -110,25 +175,25 @@ impl Router {
         let host = request_host(uri, headers);
         let request = RequestView::new(method, uri, headers);
         let mut best: Option<&Entry> = None;
-        if let Some(list) = self.exact.get(host.as_ref()) {
-            consider(list, &request, &mut best);
+        if let Some(index) = self.exact.get(host.as_ref()) {
+            index.consider(&request, &mut best);
         }
         if !self.suffix.is_empty() {
-            for (index, _) in host.match_indices('.') {
-                if let Some(list) = self.suffix.get(&host[index..]) {
-                    consider(list, &request, &mut best);
+            for (dot, _) in host.match_indices('.') {
+                if let Some(index) = self.suffix.get(&host[dot..]) {
+                    index.consider(&request, &mut best);
                 }
             }
         }
-        consider(&self.any, &request, &mut best);
+        self.any.consider(&request, &mut best);
         best.map(|entry| &entry.route)
     }
 
     /// Number of routes compiled (for logs and tests).
     pub fn len(&self) -> usize {
         self.any.len()
-            + self.exact.values().map(Vec::len).sum::<usize>()
-            + self.suffix.values().map(Vec::len).sum::<usize>()
+            + self.exact.values().map(PathIndex::len).sum::<usize>()
+            + self.suffix.values().map(PathIndex::len).sum::<usize>()
     }
 
     /// Whether no route was compiled.
@@ -137,11 +202,11 @@ impl Router {
     }
 }
 
-/// Replaces `best` with the first match of the pre-sorted `list` if that one ranks higher.
-fn consider<'a>(list: &'a [Entry], request: &RequestView<'_>, best: &mut Option<&'a Entry>) {
-    for entry in list {
+/// Replaces `best` with the first match of the pre-sorted `bucket` if that one ranks higher.
+fn consider<'a>(bucket: &'a [Entry], request: &RequestView<'_>, best: &mut Option<&'a Entry>) {
+    for entry in bucket {
         if best.is_some_and(|b| b.rank(entry).is_le()) {
-            return; // the rest of this sorted list cannot beat `best`
+            return; // the rest of this sorted bucket cannot beat `best`
         }
         if request.matches(&entry.route.spec.matcher) {
             *best = Some(entry);

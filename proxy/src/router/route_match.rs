@@ -26,6 +26,11 @@ impl<'a> RequestView<'a> {
         }
     }
 
+    /// The request path (without the query).
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
     /// Method, path, headers and query of `spec` all hold.
     pub fn matches(&self, spec: &RouteMatchSpec) -> bool {
         if !spec.methods.is_empty() && !spec.methods.contains(self.method) {

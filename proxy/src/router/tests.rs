@@ -262,3 +262,52 @@ fn hosts_exact_wildcard_any() {
         ":authority wins over Host"
     );
 }
+
+#[test]
+fn ten_thousand_prefix_routes_select_like_a_scan() {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut routes: Vec<Arc<RouteSpec>> = (0..10_000)
+        .map(|i| {
+            R::new(leak(format!("svc-{i}")))
+                .prefix(&format!("/svc/{i}/"))
+                .spec()
+        })
+        .collect();
+    routes.push(R::new("deep").prefix("/svc/42/v2/").spec());
+    routes.push(
+        R {
+            methods: &["POST"],
+            ..R::new("post-only").prefix("/svc/7/")
+        }
+        .spec(),
+    );
+    routes.push(
+        R {
+            priority: 5,
+            ..R::new("boosted-short").prefix("/svc/9")
+        }
+        .spec(),
+    );
+    routes.push(R::new("multibyte").prefix("/é/").spec());
+    let router = Router::new(routes);
+    let cases = [
+        ("GET", "/svc/8888/x", Some("svc-8888")),
+        ("GET", "/svc/9999/x", Some("boosted-short")),
+        ("GET", "/svc/42/v2/users", Some("deep")),
+        ("GET", "/svc/42/v1/users", Some("svc-42")),
+        ("POST", "/svc/7/x", Some("post-only")),
+        ("GET", "/svc/7/x", Some("svc-7")),
+        ("GET", "/svc/99/x", Some("boosted-short")),
+        ("GET", "/%C3%A9/x", None),
+        ("GET", "/svc/10000/x", None),
+        ("GET", "/other", None),
+    ];
+    for (method, path, want) in cases {
+        assert_eq!(
+            pick(&router, method, "h", path, &[]).as_deref(),
+            want,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(router.len(), 10_004);
+}
