@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     -m) mode=$2; shift 2 ;;
     -q) rate=$2; shift 2 ;;
     -o) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); [[ $# -gt 1 && "$1" == -* ]] && { pass+=("$2"); shift; }; shift ;;
   esac
 done

@@ -61,8 +61,13 @@ impl ControlPlane {
     }
 
     /// Starts `binary` on a temporary SQLite database with free loopback ports and waits for
-    /// `/healthz`.
-    pub async fn start(binary: &Path, cpus: Option<&str>) -> Result<Self, StartError> {
+    /// `/healthz`; `proxy_token`, when set, is the bootstrap token proxies must present
+    /// (passed as `PROXY_TOKEN`, so binaries without that setting simply ignore it).
+    pub async fn start(
+        binary: &Path,
+        cpus: Option<&str>,
+        proxy_token: Option<&str>,
+    ) -> Result<Self, StartError> {
         let dir = std::env::temp_dir().join(format!("fleet-sim-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|source| StartError::TempDir {
             path: dir.clone(),
@@ -98,6 +103,7 @@ impl ControlPlane {
                 "RUST_LOG",
                 std::env::var("CP_RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(proxy_token.map(|token| ("PROXY_TOKEN", token)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -115,7 +121,7 @@ impl ControlPlane {
             clock_ticks: clock_ticks(),
         };
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let health = crate::rest::Admin::new(&control_plane.admin_url);
+        let health = crate::rest::Admin::new(&control_plane.admin_url, None);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(StartError::Exited {

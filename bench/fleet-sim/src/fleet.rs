@@ -38,6 +38,8 @@ pub struct Settings {
     pub streams_per_connection: u32,
     pub connect_concurrency: u32,
     pub node_prefix: String,
+    /// Bootstrap token sent as `authorization: Bearer …` on every stream, when set.
+    pub token: Option<String>,
 }
 
 /// Why the fleet could not be connected.
@@ -62,6 +64,8 @@ enum StreamError {
     Rpc(#[from] tonic::Status),
     #[error("stream closed")]
     Closed,
+    #[error("the token is not a valid metadata value")]
+    Token,
 }
 
 /// The change being measured.
@@ -133,6 +137,10 @@ impl Fleet {
         let (events_tx, events) = mpsc::unbounded_channel();
         let bytes = Arc::new(AtomicU64::new(0));
         let prefix: Arc<str> = settings.node_prefix.as_str().into();
+        let authorization: Option<Arc<str>> = settings
+            .token
+            .as_ref()
+            .map(|token| format!("Bearer {token}").into());
         let permits = Arc::new(Semaphore::new(settings.connect_concurrency as usize));
         let mut fleet = Fleet {
             proxies: settings.proxies,
@@ -155,6 +163,7 @@ impl Fleet {
                 target: fleet.target.subscribe(),
                 events: events_tx.clone(),
                 bytes: Arc::clone(&fleet.bytes),
+                authorization: authorization.clone(),
             };
             fleet.tasks.spawn(stream.run(permit));
         }
@@ -247,6 +256,7 @@ struct SimulatedProxy {
     target: watch::Receiver<Option<Arc<Target>>>,
     events: mpsc::UnboundedSender<Event>,
     bytes: Arc<AtomicU64>,
+    authorization: Option<Arc<str>>,
 }
 
 impl SimulatedProxy {
@@ -275,8 +285,13 @@ impl SimulatedProxy {
                 ..Default::default()
             });
         }
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+        if let Some(authorization) = &self.authorization {
+            let value = authorization.parse().map_err(|_| StreamError::Token)?;
+            request.metadata_mut().insert("authorization", value);
+        }
         let mut inbound = client
-            .delta_aggregated_resources(ReceiverStream::new(outbound))
+            .delta_aggregated_resources(request)
             .await?
             .into_inner();
         let mut unsynced: Vec<&str> = type_url::ALL.to_vec();

@@ -76,6 +76,12 @@ struct Flags {
     /// Bound on the whole run (start, seed, connect, changes).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Bootstrap token the simulated proxies present (the control plane's --proxy-token).
+    #[arg(long, env = "FLEET_SIM_PROXY_TOKEN", hide_env_values = true)]
+    proxy_token: Option<String>,
+    /// Admin API bearer token (the control plane's --admin-token), for an external one.
+    #[arg(long, env = "FLEET_SIM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Node id prefix; proxy i is `<prefix>-<i>`.
     #[arg(long, default_value = "fleet-sim")]
     node_prefix: String,
@@ -104,9 +110,13 @@ fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> anyhow::Result<()> {
     let mut control_plane = match &flags.control_plane_bin {
-        Some(binary) => ControlPlane::start(binary, flags.control_plane_cpu.as_deref())
-            .await
-            .context("starting the control plane")?,
+        Some(binary) => ControlPlane::start(
+            binary,
+            flags.control_plane_cpu.as_deref(),
+            flags.proxy_token.as_deref(),
+        )
+        .await
+        .context("starting the control plane")?,
         None => ControlPlane::external(
             flags
                 .xds_url
@@ -116,10 +126,16 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             flags.control_plane_pid,
         ),
     };
-    let outcome = tokio::time::timeout(flags.timeout, simulate(&flags, &control_plane)).await;
+    // Whatever ends the run (done, timeout, Ctrl-C, SIGTERM), a started control plane is
+    // stopped before returning.
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(flags.timeout, simulate(&flags, &control_plane)) => outcome
+            .map_err(|_| anyhow::anyhow!("global --timeout {:?} reached", flags.timeout))
+            .and_then(|report| report),
+        signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
     control_plane.stop().await;
-    let report =
-        outcome.map_err(|_| anyhow::anyhow!("global --timeout {:?} reached", flags.timeout))??;
+    let report = outcome?;
     print!("{}", report.table());
     let json = serde_json::to_string_pretty(&report.json())?;
     println!("{json}");
@@ -130,8 +146,23 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Completes on SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 async fn simulate(flags: &Flags, control_plane: &ControlPlane) -> anyhow::Result<Report> {
-    let admin = rest::Admin::new(control_plane.admin_url());
+    let admin = rest::Admin::new(control_plane.admin_url(), flags.admin_token.as_deref());
     let started = Instant::now();
     admin.seed(flags.routes).await.context("seeding routes")?;
     let seed_time = started.elapsed();
@@ -151,6 +182,7 @@ async fn simulate(flags: &Flags, control_plane: &ControlPlane) -> anyhow::Result
         streams_per_connection: flags.streams_per_connection,
         connect_concurrency: flags.connect_concurrency,
         node_prefix: flags.node_prefix.clone(),
+        token: flags.proxy_token.clone(),
     })
     .await
     .context("connecting the simulated proxies")?;

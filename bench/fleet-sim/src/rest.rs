@@ -46,6 +46,8 @@ pub enum RestError {
 #[derive(Debug, Clone)]
 pub struct Admin {
     base: Arc<str>,
+    /// `Bearer <admin token>`, when the admin API needs one.
+    authorization: Option<Arc<str>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -64,9 +66,10 @@ fn route_spec(index: u32, timeout_ms: Option<u32>) -> Value {
 }
 
 impl Admin {
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, token: Option<&str>) -> Self {
         Self {
             base: base.trim_end_matches('/').into(),
+            authorization: token.map(|token| format!("Bearer {token}").into()),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -135,11 +138,14 @@ impl Admin {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), RestError> {
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))?;
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.as_ref());
+        }
+        let request = request.body(Full::new(body))?;
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| RestError::Timeout)??;
