@@ -8,25 +8,25 @@ use std::fmt;
 pub enum Kind {
     /// Upstream services.
     Cluster,
-    /// Request routing rules.
-    Route,
     /// API callers and their key hashes.
     Consumer,
     /// JWT issuers.
     JwtProvider,
     /// Fleet-wide request budgets.
     Quota,
+    /// Request routing rules.
+    Route,
 }
 
 impl Kind {
-    /// Every kind, in the order the control plane pushes them: clusters before the routes
-    /// that use them.
+    /// Every kind, in the order the control plane pushes them (the derived `Ord`): routes
+    /// last, after the clusters, consumers, JWT providers and quotas they refer to.
     pub const ALL: [Kind; 5] = [
         Kind::Cluster,
-        Kind::Route,
         Kind::Consumer,
         Kind::JwtProvider,
         Kind::Quota,
+        Kind::Route,
     ];
 
     /// The plural used in REST paths and the database (`clusters`, `jwt-providers`, …).

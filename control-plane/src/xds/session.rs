@@ -1,9 +1,14 @@
 //! One proxy's Delta ADS session as a state machine, free of I/O: requests and new snapshots
-//! go in, responses come out. Tracks per type what the proxy holds (so a change sends only
-//! the changed resources and a reconnect only the difference), the nonces awaiting an answer,
-//! and reports ACKs and NACKs to the fleet registry.
+//! go in, responses come out. Reports ACKs and NACKs to the fleet registry.
+//!
+//! What the proxy holds is not copied per session: once a subscription has been answered, the
+//! proxy holds exactly the session's `base` snapshot (shared by every session), so a new
+//! snapshot is diffed against `base` — only the names it changed, when it directly follows
+//! `base`. A response the proxy NACKs counts as held too: it keeps its previous value, and the
+//! resource is sent again only when it changes. So a session's memory does not grow with the
+//! size of the config, only the responses still awaiting an answer do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -34,23 +39,15 @@ struct InFlight {
     removed: Vec<String>,
 }
 
-/// Per-type state of a subscription.
-#[derive(Debug, Default)]
-struct Subscription {
-    /// Name → version the proxy holds (what it reported at subscribe time, updated by every
-    /// response sent since).
-    held: HashMap<String, String>,
-}
-
 /// A Delta ADS session with one proxy.
 #[derive(Debug)]
 pub struct Session {
     fleet: Arc<Fleet>,
     node_id: Option<String>,
-    subscriptions: BTreeMap<Kind, Subscription>,
+    subscriptions: BTreeSet<Kind>,
     in_flight: HashMap<String, InFlight>,
-    /// The snapshot revision every subscription has been diffed against.
-    revision: i64,
+    /// The snapshot every subscription has been brought to: what the proxy holds.
+    base: Arc<Snapshot>,
     /// Whether a response of the current revision was NACKed.
     nacked_since_send: bool,
     next_nonce: u64,
@@ -62,9 +59,9 @@ impl Session {
         Session {
             fleet,
             node_id: None,
-            subscriptions: BTreeMap::new(),
+            subscriptions: BTreeSet::new(),
             in_flight: HashMap::new(),
-            revision: 0,
+            base: Arc::default(),
             nacked_since_send: false,
             next_nonce: 0,
         }
@@ -85,7 +82,7 @@ impl Session {
     pub fn on_request(
         &mut self,
         request: DeltaDiscoveryRequest,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
     ) -> Result<Vec<DeltaDiscoveryResponse>, SessionError> {
         if self.node_id.is_none() {
             let node = request.node.as_ref().filter(|n| !n.id.is_empty());
@@ -103,31 +100,57 @@ impl Session {
         // Bring existing subscriptions to this snapshot first, so all share one revision.
         let mut responses = self.on_snapshot(snapshot);
         // A (re)subscription: the proxy says what it holds; send it the difference.
-        let subscription = Subscription {
-            held: request.initial_resource_versions,
-        };
-        self.subscriptions.insert(kind, subscription);
-        responses.extend(self.diff(kind, snapshot, None, true));
+        self.subscriptions.insert(kind);
+        let reported = request.initial_resource_versions;
+        let current = snapshot.of_kind(kind);
+        let mut names: Vec<&str> = reported.keys().map(String::as_str).collect();
+        names.extend(
+            current
+                .into_iter()
+                .flat_map(|m| m.keys().map(String::as_str)),
+        );
+        names.sort_unstable();
+        names.dedup();
+        let held = |name: &str| reported.get(name).map(String::as_str);
+        responses.extend(self.respond(kind, snapshot, held, names, true));
         Ok(responses)
     }
 
     /// Handles a new snapshot: the responses that bring every subscription up to date, in
     /// push order (clusters before routes).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        if snapshot.revision == self.revision {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaDiscoveryResponse> {
+        if snapshot.revision == self.base.revision {
             return Vec::new();
         }
-        // Only the changed names need a look when this snapshot follows the one we diffed.
+        let base = std::mem::replace(&mut self.base, Arc::clone(snapshot));
+        // Only the changed names need a look when this snapshot directly follows `base`.
         let changed = snapshot
             .changed
             .as_ref()
-            .filter(|_| snapshot.previous_revision == self.revision);
-        self.revision = snapshot.revision;
-        let kinds: Vec<Kind> = self.subscriptions.keys().copied().collect();
-        let responses: Vec<_> = kinds
-            .into_iter()
-            .filter_map(|kind| self.diff(kind, snapshot, changed.map(Vec::as_slice), false))
-            .collect();
+            .filter(|_| snapshot.previous_revision == base.revision);
+        let kinds: Vec<Kind> = self.subscriptions.iter().copied().collect();
+        let mut responses = Vec::new();
+        for kind in kinds {
+            let names: Vec<&str> = match changed {
+                Some(changed) => changed
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, name)| name.as_str())
+                    .collect(),
+                None => {
+                    let mut names: Vec<&str> = [base.of_kind(kind), snapshot.of_kind(kind)]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|m| m.keys().map(String::as_str))
+                        .collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    names
+                }
+            };
+            let held = |name: &str| base.get(kind, name).map(|r| r.version.as_str());
+            responses.extend(self.respond(kind, snapshot, held, names, false));
+        }
         if responses.is_empty() {
             self.report_if_synced();
         }
@@ -142,7 +165,7 @@ impl Session {
         let node_id = self.node_id.clone().unwrap_or_default();
         match &request.error_detail {
             Some(status) => {
-                if sent.revision == self.revision {
+                if sent.revision == self.base.revision {
                     self.nacked_since_send = true;
                 }
                 tracing::warn!(node_id = %node_id, kind = %kind, error = %status.message, "proxy rejected config (NACK)");
@@ -164,39 +187,33 @@ impl Session {
     }
 
     /// When nothing is awaiting an answer and nothing was refused, the proxy holds this
-    /// revision of the config.
+    /// revision of everything it subscribed to.
     fn report_if_synced(&self) {
-        let all_subscribed = switchyard_proto::type_url::ALL.iter().all(|url| {
-            Kind::from_type_url(url).is_some_and(|k| self.subscriptions.contains_key(&k))
-        });
         if let Some(node_id) = &self.node_id
-            && all_subscribed
+            && !self.subscriptions.is_empty()
             && self.in_flight.is_empty()
             && !self.nacked_since_send
         {
-            self.fleet.synced(node_id, self.revision);
+            self.fleet.synced(node_id, self.base.revision);
         }
     }
 
-    /// The response that brings `kind` up to date, or `None` when it already is (a new
+    /// The response that brings `kind` from what the proxy holds (`held`: name → version) to
+    /// `snapshot`, looking at `names` only; `None` when nothing differs (unless `always`: a new
     /// subscription always gets a response, possibly empty, so the proxy knows it is in sync).
-    fn diff(
+    fn respond<'a>(
         &mut self,
         kind: Kind,
         snapshot: &Snapshot,
-        changed: Option<&[(Kind, String)]>,
+        held: impl Fn(&str) -> Option<&'a str>,
+        names: Vec<&str>,
         always: bool,
     ) -> Option<DeltaDiscoveryResponse> {
-        let subscription = self.subscriptions.get_mut(&kind)?;
-        let current = snapshot.of_kind(kind);
         let mut resources = Vec::new();
         let mut removed = Vec::new();
-        let mut consider = |name: &str, held: &mut HashMap<String, String>| match current
-            .and_then(|m| m.get(name))
-        {
-            Some(resource) => {
-                if held.get(name) != Some(&resource.version) {
-                    held.insert(name.to_owned(), resource.version.clone());
+        for name in names {
+            match snapshot.get(kind, name) {
+                Some(resource) if held(name) != Some(resource.version.as_str()) => {
                     resources.push(Resource {
                         name: resource.name.clone(),
                         version: resource.version.clone(),
@@ -204,29 +221,8 @@ impl Session {
                         ..Default::default()
                     });
                 }
-            }
-            None => {
-                if held.remove(name).is_some() {
-                    removed.push(name.to_owned());
-                }
-            }
-        };
-        match changed {
-            Some(changed) => {
-                for (_, name) in changed.iter().filter(|(k, _)| *k == kind) {
-                    consider(name, &mut subscription.held);
-                }
-            }
-            None => {
-                let mut names: Vec<String> = subscription.held.keys().cloned().collect();
-                if let Some(current) = current {
-                    names.extend(current.keys().cloned());
-                }
-                names.sort_unstable();
-                names.dedup();
-                for name in names {
-                    consider(&name, &mut subscription.held);
-                }
+                None if held(name).is_some() => removed.push(name.to_owned()),
+                _ => {}
             }
         }
         if resources.is_empty() && removed.is_empty() && !always {
