@@ -9,8 +9,9 @@ use super::syntax;
 use super::walk::{Errors, Obj, as_str};
 
 /// Signature algorithms a provider may allow.
-pub const ALGORITHMS: [&str; 10] = [
+pub const ALGORITHMS: [&str; 12] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
 ];
 
 /// A JWT issuer.
