@@ -11,7 +11,8 @@
 //!   [`keys`]: consumers' API keys.
 //! - [`proxies`], [`health`], [`revisions`]: fleet, endpoint health and history.
 //! - [`system`]: health, metrics, OpenAPI; [`openapi`]: the document.
-//! - [`auth`]: bearer-token check; [`problem`]: the error type.
+//! - [`auth`]: bearer-token check; [`publish`]: writes answered once streamed;
+//!   [`problem`]: the error type.
 
 pub mod auth;
 pub mod clusters;
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod openapi;
 pub mod problem;
 pub mod proxies;
+pub mod publish;
 pub mod quotas;
 pub mod resources;
 pub mod revisions;
@@ -38,8 +40,10 @@ use axum::routing::{get, post};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::reports::HealthView;
+use crate::snapshot::Snapshot;
 use crate::store::Store;
 use problem::{Problem, ProblemType};
+use tokio::sync::watch;
 
 /// The largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -57,6 +61,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the admin token; `None` leaves the API open.
     pub admin_token_sha256: Option<[u8; 32]>,
+    /// The snapshots streamed to proxies: writes are answered once it includes them.
+    pub published: watch::Receiver<Arc<Snapshot>>,
 }
 
 impl ApiState {
@@ -92,6 +98,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            publish::after_writes,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -136,6 +136,7 @@ impl ControlPlane {
         };
 
         let snapshot_rx = self.snapshots.subscribe();
+        let published = self.snapshots.subscribe();
         let xds_addr = self.xds_addr();
         let admin_addr = self.admin_addr();
         let replicas = tokio::spawn({
@@ -170,6 +171,7 @@ impl ControlPlane {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             admin_token_sha256: self.admin_token_sha256,
+            published,
         });
         let admin = tokio::spawn(
             axum::serve(self.admin, app)

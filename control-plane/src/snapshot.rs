@@ -19,7 +19,8 @@ use crate::store::{Store, StoreError, StoredResource};
 use crate::xds::convert;
 use switchyard_proto::v1::ApiKeyHash;
 
-/// How long the builder waits after a commit for more commits before it rebuilds.
+/// The builder rebuilds at most once per window: the first commit after a quiet spell is
+/// built at once, the commits that follow within the window are coalesced into one rebuild.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(20);
 /// How often the builder checks the database head, in case a commit notification from
 /// another replica was missed (they normally arrive by LISTEN / NOTIFY at once).
@@ -192,6 +193,7 @@ pub async fn run_builder(
     let mut commits = store.subscribe();
     let mut poll = tokio::time::interval(REPLICA_POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_build = tokio::time::Instant::now() - COALESCE_WINDOW;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -200,10 +202,11 @@ pub async fn run_builder(
                 if changed.is_err() {
                     return;
                 }
-                tokio::time::sleep(COALESCE_WINDOW).await;
+                tokio::time::sleep_until(last_build + COALESCE_WINDOW).await;
             }
             _ = poll.tick() => {}
         }
+        last_build = tokio::time::Instant::now();
         let current = publish.borrow().clone();
         let head = match store.head().await {
             Ok(head) => head.max(*commits.borrow_and_update()),

@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchyard_control_plane::api::{ApiState, router};
+use switchyard_control_plane::snapshot::Snapshot;
 use switchyard_control_plane::store::Store;
 use tower::ServiceExt;
 
@@ -76,12 +77,16 @@ impl Reply {
 }
 
 fn state(store: Store, token: Option<&str>) -> ApiState {
+    // No snapshot builder runs here: a snapshot "ahead of every write" answers at once.
+    let mut published = Snapshot::default();
+    published.revision = i64::MAX;
     ApiState {
         store,
         fleet: Arc::default(),
         health: Arc::default(),
         metrics: Arc::default(),
         admin_token_sha256: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        published: tokio::sync::watch::channel(Arc::new(published)).1,
     }
 }
 
@@ -1115,4 +1120,39 @@ async fn api_keys_are_shown_once_and_stored_hashed() {
     assert_eq!(listed.body, json!([]));
     let revisions = api.get("/api/v1/revisions").await.expect(StatusCode::OK);
     assert_eq!(revisions.body[0]["changes"][0]["op"], "revoke_key");
+}
+
+#[tokio::test]
+async fn writes_are_answered_once_the_snapshot_includes_them() {
+    let store = support::sqlite_store().await;
+    let (publish, published) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let api = Api {
+        app: router(ApiState {
+            published,
+            ..state(store, None)
+        }),
+        token: None,
+    };
+    // The "builder" publishes revision 1 a little later.
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut snapshot = Snapshot::default();
+        snapshot.revision = 1;
+        publish.send_replace(Arc::new(snapshot));
+        publish
+    });
+    let started = std::time::Instant::now();
+    api.put("/api/v1/clusters/web", cluster(1))
+        .await
+        .expect(StatusCode::CREATED);
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "answered after {waited:?}, before the snapshot had the write"
+    );
+    let _publish = publisher.await.unwrap();
+    // Reads never wait.
+    let started = std::time::Instant::now();
+    api.get("/api/v1/clusters/web").await.expect(StatusCode::OK);
+    assert!(started.elapsed() < std::time::Duration::from_millis(250));
 }

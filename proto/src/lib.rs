@@ -24,6 +24,7 @@ pub mod type_url {
     pub const QUOTA: &str = "type.googleapis.com/switchyard.v1.Quota";
 
     /// Every type the proxy subscribes to, in the order the control plane sends them
-    /// (resources that others refer to first).
-    pub const ALL: [&str; 2] = [CLUSTER, ROUTE];
+    /// (resources that others refer to first): clusters, then the identities and budgets that
+    /// route policies use, then routes — so a route never arrives before what it needs.
+    pub const ALL: [&str; 5] = [CLUSTER, CONSUMER, JWT_PROVIDER, QUOTA, ROUTE];
 }

@@ -42,13 +42,42 @@ pub enum ProxyError {
     UpstreamReset,
     #[error("upstream timed out")]
     Timeout,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("missing scope {0:?}")]
+    MissingScope(String),
+    #[error("JWT provider {0:?} is not available")]
+    JwtProviderUnavailable(String),
+    #[error("rate limit exceeded")]
+    RateLimited,
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("missing required header {0:?}")]
+    MissingHeader(String),
+    #[error("CORS preflight rejected: {0}")]
+    CorsRejected(&'static str),
+    #[error("aggregate part {part:?} failed: {reason}")]
+    AggregatePart {
+        part: String,
+        reason: String,
+        timed_out: bool,
+    },
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody | ProxyError::MissingHeader(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::MissingScope(_) | ProxyError::CorsRejected(_) => StatusCode::FORBIDDEN,
+            ProxyError::JwtProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::AggregatePart {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::AggregatePart { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ClusterNotFound | ProxyError::NoEndpoint | ProxyError::CircuitOpen => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -60,14 +89,23 @@ impl ProxyError {
 
     pub fn blame(&self) -> Blame {
         match self {
-            ProxyError::NoRoute | ProxyError::ClientBody => Blame::Downstream,
+            ProxyError::NoRoute
+            | ProxyError::ClientBody
+            | ProxyError::Unauthorized(_)
+            | ProxyError::MissingScope(_)
+            | ProxyError::RateLimited
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::MissingHeader(_)
+            | ProxyError::CorsRejected(_) => Blame::Downstream,
             ProxyError::ClusterNotFound
             | ProxyError::NoEndpoint
             | ProxyError::CircuitOpen
-            | ProxyError::Unsupported(_) => Blame::Internal,
-            ProxyError::UpstreamConnect | ProxyError::UpstreamReset | ProxyError::Timeout => {
-                Blame::Upstream
-            }
+            | ProxyError::Unsupported(_)
+            | ProxyError::JwtProviderUnavailable(_) => Blame::Internal,
+            ProxyError::UpstreamConnect
+            | ProxyError::UpstreamReset
+            | ProxyError::Timeout
+            | ProxyError::AggregatePart { .. } => Blame::Upstream,
         }
     }
 
@@ -93,6 +131,12 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if matches!(self, ProxyError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, ApiKey header=\"x-api-key\""),
+            );
+        }
         if *self == ProxyError::CircuitOpen {
             response
                 .headers_mut()

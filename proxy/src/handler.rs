@@ -1,19 +1,26 @@
-//! The request path: one snapshot load, route, act (forward, split, direct response), and
-//! turn failures into JSON errors; then the metrics and the access-log line.
+//! The request path: one snapshot load, route, then either straight to the route's action
+//! (a route without policies: no filter code runs) or through the route's filter chain
+//! ([`crate::filters`]) around the action; failures become JSON errors; then the metrics and
+//! the access-log line.
 //!
-//! Balancing, retries and the rest of the upstream side are [`crate::upstream::exchange`]'s.
-//! Filters (auth, rate limits, transforms…) slot in between routing and balancing in a later
-//! issue; this module deliberately holds no state of its own.
+//! Balancing, retries and the rest of the upstream side are [`crate::upstream::exchange`]'s;
+//! this module deliberately holds no state of its own.
 
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response, header};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, header};
+use hyper::body::{Body, Incoming};
 
-use crate::body::{ProxyBody, full};
+use crate::body::{BoxError, ProxyBody, full};
 use crate::error::{Blame, ProxyError};
+use crate::filters::aggregate;
+use crate::filters::cors::Cors;
+use crate::filters::{Decorations, RouteFilters};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
 use crate::model::RouteAction;
+use crate::router::{CompiledRoute, Router};
+use crate::snapshot::Snapshot;
 use crate::state::Shared;
 use crate::upstream::exchange;
 
@@ -28,14 +35,11 @@ pub async fn handle(
     let method = request.method().clone();
     // `Uri` clones share their bytes: no allocation for the access log.
     let uri = request.uri().clone();
-    let mut response = match dispatch(shared, client, request, &request_id).await {
+    let mut decorations = Decorations::default();
+    let mut response = match dispatch(shared, client, request, &request_id, &mut decorations).await
+    {
         Ok(response) => response,
-        Err(error) => {
-            if error.blame() == Blame::Upstream {
-                shared.metrics.upstream_error();
-            }
-            error.to_response(&request_id)
-        }
+        Err(error) => error_response(shared, &error, &request_id),
     };
     response
         .headers_mut()
@@ -50,6 +54,7 @@ pub async fn handle(
         %method,
         path = uri.path(),
         status,
+        consumer = decorations.consumer.as_deref(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
@@ -61,12 +66,75 @@ async fn dispatch(
     client: &ClientInfo,
     request: Request<Incoming>,
     request_id: &HeaderValue,
+    decorations: &mut Decorations,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let snapshot = shared.snapshot.load_full();
-    let route = snapshot
+    let route = match snapshot
         .router
         .route(request.method(), request.uri(), request.headers())
-        .ok_or(ProxyError::NoRoute)?;
+    {
+        Some(route) => route,
+        None => preflight_route(&snapshot.router, &request).ok_or(ProxyError::NoRoute)?,
+    };
+    let Some(filters) = route.filters.as_deref() else {
+        return act(&snapshot, route, request, client, request_id).await;
+    };
+    let result = filters
+        .run(request, client, decorations, |request| {
+            act(&snapshot, route, request, client, request_id)
+        })
+        .await;
+    // CORS, rate-limit and cache headers go on whatever answered, errors included.
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => error_response(shared, &error, request_id),
+    };
+    decorations.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// The JSON error response, counting upstream failures.
+fn error_response(
+    shared: &Shared,
+    error: &ProxyError,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    if error.blame() == Blame::Upstream {
+        shared.metrics.upstream_error();
+    }
+    error.to_response(request_id)
+}
+
+/// A CORS preflight is an `OPTIONS` for a request with another method: when no route takes
+/// the `OPTIONS` itself, the route of the announced method answers it if it has a CORS policy.
+fn preflight_route<'a>(
+    router: &'a Router,
+    request: &Request<Incoming>,
+) -> Option<&'a CompiledRoute> {
+    if !Cors::is_preflight(request.method(), request.headers()) {
+        return None;
+    }
+    let announced = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|method| Method::from_bytes(method.as_bytes()).ok())?;
+    router
+        .route(&announced, request.uri(), request.headers())
+        .filter(|route| route.filters.as_deref().is_some_and(RouteFilters::has_cors))
+}
+
+/// The route's action: forward (one cluster or a weighted split), fan out, or answer directly.
+async fn act<B>(
+    snapshot: &Snapshot,
+    route: &CompiledRoute,
+    request: Request<B>,
+    client: &ClientInfo,
+    request_id: &HeaderValue,
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let cluster_name = match &route.spec.action {
         RouteAction::Cluster(name) => name,
         RouteAction::WeightedClusters(clusters) => {
@@ -90,7 +158,18 @@ async fn dispatch(
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             return Ok(response);
         }
-        RouteAction::Aggregate => return Err(ProxyError::Unsupported("aggregate")),
+        RouteAction::Aggregate(parts) => {
+            let (head, _body) = request.into_parts();
+            return aggregate::aggregate(
+                &snapshot.clusters,
+                &route.spec,
+                parts,
+                &head,
+                client,
+                request_id,
+            )
+            .await;
+        }
     };
     let cluster = snapshot
         .clusters

@@ -10,11 +10,17 @@
 //! - [`model`]: wire protos → validated domain types (`TryFrom`; a failure is a NACK).
 //! - [`resource_set`]: the resources held, with versions (what `initial_resource_versions` and
 //!   `/config_dump` report).
-//! - [`snapshot`]: immutable compiled config — [`router::Router`] plus one balancer and
-//!   connection pool per cluster — read lock-free through an `ArcSwap`.
+//! - [`snapshot`]: immutable compiled config — [`router::Router`] (with each route's filter
+//!   chain), one balancer and connection pool per cluster, the API-key index and the JWT
+//!   verifiers — read lock-free through an `ArcSwap`.
 //! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
-//! - [`handler`]: the request path — one snapshot load, route, act, JSON errors, metrics.
+//! - [`handler`]: the request path — one snapshot load, route, filters, act, JSON errors,
+//!   metrics.
 //! - [`router`]: host-indexed, pre-sorted route selection.
+//! - [`filters`]: gateway policies as a per-route chain built once per config (CORS, auth,
+//!   rate limit, validation, transforms, cache, aggregation); a route without policies has
+//!   no chain and runs no filter code.
+//! - [`jwt`]: JWT verification (one verifier per provider), called by the auth filter.
 //! - [`cluster`]: a cluster at run time — per-config [`cluster::ClusterRuntime`] and the
 //!   long-lived [`cluster::ClusterState`] kept across configs.
 //! - [`balancer`]: endpoint choice per cluster (one file per policy), priority and zone.
@@ -22,6 +28,8 @@
 //!   timeouts), [`circuit_breaker`], [`outlier`] detection.
 //! - [`health`]: active health checks, one background task per cluster.
 //! - [`reporter`]: endpoint health reports to the control plane (background task).
+//! - [`jwt`]: JWT providers — validated specs, JWKS (inline or fetched from `jwks_uri`), and
+//!   the per-provider [`jwt::JwtVerifier`] the auth filter calls.
 //! - [`error`]: request-path errors (status, who failed, retryable).
 //! - [`admin`]: `/ready`, `/config_dump`, `/metrics` ([`metrics`]).
 //! - [`state`]: what the tasks share.
@@ -38,9 +46,11 @@ pub mod circuit_breaker;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod filters;
 pub mod forwarding;
 pub mod handler;
 pub mod health;
+pub mod jwt;
 pub mod metrics;
 pub mod model;
 pub mod outlier;

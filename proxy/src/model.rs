@@ -5,12 +5,22 @@
 //! snapshot's job.
 
 pub mod cluster;
+pub mod consumer;
+pub mod policy;
+pub mod quota;
 pub mod route;
 
 pub use cluster::{
     CircuitBreakerSpec, ClusterError, ClusterSpec, EndpointSpec, HashOn, HealthCheckSpec, LbPolicy,
     OutlierSpec,
 };
+pub use consumer::{ConsumerError, ConsumerSpec};
+pub use policy::{
+    AuthSpec, CacheSpec, CorsSpec, HeaderOpsSpec, PolicyError, RateLimitBy, RateLimitSpec,
+    RewriteSpec, RoutePolicies,
+};
+pub use quota::{QuotaError, QuotaSpec};
 pub use route::{
-    HostMatch, PathMatch, RetryOn, RetrySpec, RouteAction, RouteError, RouteMatchSpec, RouteSpec,
+    AggregatePart, HostMatch, PathMatch, RetryOn, RetrySpec, RouteAction, RouteError,
+    RouteMatchSpec, RouteSpec,
 };

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use switchyard_proto::{type_url, v1};
 
-use crate::model::{ClusterSpec, RouteSpec};
+use crate::jwt::JwtProviderSpec;
+use crate::model::{ClusterSpec, ConsumerSpec, QuotaSpec, RouteSpec};
 
 /// One held resource: the last good value and its version.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ impl<P, S> Clone for Held<P, S> {
 pub struct ResourceSet {
     pub clusters: BTreeMap<String, Held<v1::Cluster, ClusterSpec>>,
     pub routes: BTreeMap<String, Held<v1::Route, RouteSpec>>,
+    pub consumers: BTreeMap<String, Held<v1::Consumer, ConsumerSpec>>,
+    pub jwt_providers: BTreeMap<String, Held<v1::JwtProvider, JwtProviderSpec>>,
+    pub quotas: BTreeMap<String, Held<v1::Quota, QuotaSpec>>,
     /// Types for which a first response has been received and applied.
     pub synced: BTreeSet<&'static str>,
     /// `system_version_info` of the last applied response.
@@ -46,6 +50,9 @@ impl ResourceSet {
         match type_url {
             type_url::CLUSTER => versions_of(&self.clusters),
             type_url::ROUTE => versions_of(&self.routes),
+            type_url::CONSUMER => versions_of(&self.consumers),
+            type_url::JWT_PROVIDER => versions_of(&self.jwt_providers),
+            type_url::QUOTA => versions_of(&self.quotas),
             _ => HashMap::new(),
         }
     }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Uri};
 
 use crate::balancer::WeightedCycle;
+use crate::filters::RouteFilters;
 use crate::model::{HostMatch, PathMatch, RouteAction, RouteSpec};
 
 pub use route_match::RequestView;
@@ -101,6 +102,8 @@ pub struct CompiledRoute {
     pub spec: Arc<RouteSpec>,
     /// Smooth weighted cycle over `weighted_clusters` (indices into that list).
     pub split: Option<WeightedCycle>,
+    /// The route's filter chain; `None` for a route without policies (no filter code runs).
+    pub filters: Option<Arc<RouteFilters>>,
 }
 
 #[derive(Debug)]
@@ -125,8 +128,16 @@ impl Entry {
 }
 
 impl Router {
-    /// Compiles the routes into host- and path-indexed, pre-sorted buckets.
+    /// Compiles the routes into host- and path-indexed, pre-sorted buckets, without filters.
     pub fn new(routes: impl IntoIterator<Item = Arc<RouteSpec>>) -> Self {
+        Self::with_filters(routes, |_| None)
+    }
+
+    /// Like [`Router::new`], with each route's filter chain from `filters`.
+    pub fn with_filters(
+        routes: impl IntoIterator<Item = Arc<RouteSpec>>,
+        mut filters: impl FnMut(&RouteSpec) -> Option<Arc<RouteFilters>>,
+    ) -> Self {
         let mut router = Router::default();
         for route in routes {
             let path_rank = match &route.matcher.path {
@@ -153,8 +164,13 @@ impl Router {
                 }
                 _ => None,
             };
+            let filters = filters(&route);
             index.insert(Entry {
-                route: CompiledRoute { spec: route, split },
+                route: CompiledRoute {
+                    spec: route,
+                    split,
+                    filters,
+                },
                 path_rank,
                 host_rank,
             });

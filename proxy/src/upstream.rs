@@ -21,7 +21,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::ProxyBody;
+use crate::body::{BodyError, ProxyBody};
 use crate::error::ProxyError;
 use crate::forwarding::{self, ClientInfo};
 
@@ -126,13 +126,15 @@ impl<G> GuardedBody<G> {
 
 impl<G: Unpin> Body for GuardedBody<G> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(BodyError::new)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -11,8 +11,11 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use http::StatusCode;
 use support::fake_xds::{FakeXds, WAIT, cluster, response, route, route_with};
 use support::http::{HttpClient, upstream};
-use support::{assert_ack, eventually, start_proxy};
-use switchyard_proto::type_url::{CLUSTER, ROUTE};
+use support::{
+    assert_ack, eventually, push_consumers, push_no_jwt_providers_or_quotas, start_proxy,
+    subscriptions,
+};
+use switchyard_proto::type_url::{self, CLUSTER, ROUTE};
 use switchyard_proto::v1::route::Action;
 use switchyard_proto::v1::route_match::Path;
 use switchyard_proxy::Config;
@@ -28,9 +31,11 @@ async fn handshake(fake: &mut FakeXds, a: SocketAddr, b: SocketAddr) {
     assert_eq!(zone.kind, Some(Kind::StringValue("z1".into())));
     assert!(clusters.resource_names_subscribe.is_empty(), "wildcard");
     assert!(clusters.initial_resource_versions.is_empty());
-    let routes = fake.next_request().await;
-    assert_eq!(routes.type_url, ROUTE);
-    assert!(routes.initial_resource_versions.is_empty());
+    for expected in &type_url::ALL[1..] {
+        let request = fake.next_request().await;
+        assert_eq!(request.type_url, *expected);
+        assert!(request.initial_resource_versions.is_empty());
+    }
 
     fake.send(response(
         CLUSTER,
@@ -40,6 +45,8 @@ async fn handshake(fake: &mut FakeXds, a: SocketAddr, b: SocketAddr) {
         &[],
     ));
     assert_ack(&fake.next_request().await, CLUSTER, "c1");
+    push_consumers(fake, "1", &[], &[]).await;
+    push_no_jwt_providers_or_quotas(fake, "1").await;
     fake.send(response(
         ROUTE,
         "r1",
@@ -61,9 +68,7 @@ async fn routes_balances_acks_and_nacks() {
     let mut fake = FakeXds::start().await;
     let proxy = start_proxy(vec![fake.url()]).await;
 
-    let clusters = fake.next_request().await;
-    assert_eq!(clusters.type_url, CLUSTER);
-    let _routes = fake.next_request().await;
+    subscriptions(&mut fake).await;
     assert_eq!(
         proxy.http.get(proxy.admin, "/ready").await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -76,6 +81,8 @@ async fn routes_balances_acks_and_nacks() {
         &[],
     ));
     assert_ack(&fake.next_request().await, CLUSTER, "c1");
+    push_consumers(&mut fake, "1", &[], &[]).await;
+    push_no_jwt_providers_or_quotas(&mut fake, "1").await;
     assert_eq!(
         proxy.http.get(proxy.admin, "/ready").await.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -371,8 +378,9 @@ async fn keeps_serving_and_resyncs_after_restart() {
 
     // The control plane comes back on the same port: the proxy re-subscribes with what it holds.
     let mut fake = FakeXds::start_on(port).await;
-    let clusters = fake.next_request().await;
-    assert_eq!(clusters.type_url, CLUSTER);
+    let mut subscribed = subscriptions(&mut fake).await;
+    let routes = subscribed.pop().unwrap();
+    let clusters = subscribed.remove(0);
     assert_eq!(
         clusters
             .initial_resource_versions
@@ -380,8 +388,6 @@ async fn keeps_serving_and_resyncs_after_restart() {
             .map(String::as_str),
         Some("1")
     );
-    let routes = fake.next_request().await;
-    assert_eq!(routes.type_url, ROUTE);
     assert_eq!(
         routes
             .initial_resource_versions

@@ -1,15 +1,18 @@
 //! `switchyard.v1.Route` → [`RouteSpec`]: host patterns normalised, path regexes compiled
 //! (anchored to the whole path), methods and header names parsed, the action checked.
 //!
-//! Policies the proxy does not implement yet (auth, rate limits, transforms…) are not carried
-//! over; a later issue adds them here.
+//! Policies (auth, rate limits, transforms…) are validated by [`super::policy`] and carried as
+//! [`RoutePolicies`]; `quota`, `compress` are not carried over yet.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use regex::Regex;
 use switchyard_proto::v1::{self, route::Action, route_match::Path};
+
+use super::policy::{PolicyError, RoutePolicies};
 
 /// Compiled size limit for one path regex, so a hostile pattern cannot eat memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -25,7 +28,12 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     /// `None` when the route sets no retries or a single attempt.
     pub retries: Option<RetrySpec>,
+    /// Gateway policies; empty for a plain route.
+    pub policies: RoutePolicies,
 }
+
+/// Most parts an aggregate may fan out to.
+pub const MAX_AGGREGATE_PARTS: usize = 20;
 
 /// Most attempts (first included) a route may ask for.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -91,12 +99,20 @@ pub enum RouteAction {
     Cluster(String),
     /// `(cluster, weight)`; at least one weight is non-zero.
     WeightedClusters(Vec<(String, u32)>),
-    /// Fan-out; accepted but answered 501 until a later issue implements it.
-    Aggregate,
+    /// Fan-out: every part fetched concurrently, bodies combined by part name.
+    Aggregate(Vec<AggregatePart>),
     DirectResponse {
         status: StatusCode,
         body: Bytes,
     },
+}
+
+/// One call of an aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregatePart {
+    pub name: String,
+    pub cluster: String,
+    pub path: PathAndQuery,
 }
 
 /// Why a route was refused.
@@ -130,6 +146,14 @@ pub enum RouteError {
     BadStatus(u32),
     #[error("retries.on value {0} is unknown")]
     BadRetryOn(i32),
+    #[error(
+        "aggregate.parts must hold 1-{MAX_AGGREGATE_PARTS} parts with unique, non-empty names and clusters"
+    )]
+    BadAggregate,
+    #[error("aggregate part {0:?} path must be an absolute path")]
+    BadAggregatePath(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl TryFrom<&v1::Route> for RouteSpec {
@@ -157,7 +181,7 @@ impl TryFrom<&v1::Route> for RouteSpec {
                 }
                 RouteAction::WeightedClusters(clusters)
             }
-            Action::Aggregate(_) => RouteAction::Aggregate,
+            Action::Aggregate(aggregate) => RouteAction::Aggregate(aggregate_parts(aggregate)?),
             Action::DirectResponse(direct) => {
                 let status = match direct.status {
                     0 => StatusCode::OK,
@@ -189,8 +213,40 @@ impl TryFrom<&v1::Route> for RouteSpec {
             action,
             timeout,
             retries,
+            policies: RoutePolicies::try_from(proto)?,
         })
     }
+}
+
+fn aggregate_parts(proto: &v1::Aggregate) -> Result<Vec<AggregatePart>, RouteError> {
+    let mut names = std::collections::HashSet::new();
+    let valid = !proto.parts.is_empty()
+        && proto.parts.len() <= MAX_AGGREGATE_PARTS
+        && proto
+            .parts
+            .iter()
+            .all(|p| !p.name.is_empty() && !p.cluster.is_empty() && names.insert(&p.name));
+    if !valid {
+        return Err(RouteError::BadAggregate);
+    }
+    proto
+        .parts
+        .iter()
+        .map(|part| {
+            let path = match part.path.as_str() {
+                "" => PathAndQuery::from_static("/"),
+                path if path.starts_with('/') => path
+                    .parse()
+                    .map_err(|_| RouteError::BadAggregatePath(part.name.clone()))?,
+                _ => return Err(RouteError::BadAggregatePath(part.name.clone())),
+            };
+            Ok(AggregatePart {
+                name: part.name.clone(),
+                cluster: part.cluster.clone(),
+                path,
+            })
+        })
+        .collect()
 }
 
 /// `None` for a single attempt; an empty `on` means the default `5xx` + `connect_failure`.

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::GuardedBody;
 use super::retry::{MAX_REPLAY_BODY, Outcome, should_retry};
 use crate::balancer::{InFlightGuard, PickContext};
-use crate::body::{ProxyBody, full};
+use crate::body::{BodyError, BoxError, ProxyBody, full};
 use crate::circuit_breaker::RequestPermit;
 use crate::cluster::{ClusterRuntime, ClusterStats};
 use crate::error::ProxyError;
@@ -35,14 +35,19 @@ struct Held {
     _connection: Option<OwnedSemaphorePermit>,
 }
 
-/// Forwards `request` to `cluster` under `route`'s timeout and retry policy.
-pub async fn forward(
+/// Forwards `request` to `cluster` under `route`'s timeout and retry policy. The body is
+/// usually the client's `Incoming` as is; filters may wrap it (e.g. the size limit).
+pub async fn forward<B>(
     cluster: &ClusterRuntime,
     route: &RouteSpec,
-    request: Request<Incoming>,
+    request: Request<B>,
     client: &ClientInfo,
     request_id: &HeaderValue,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let admitted = cluster.breaker.admit(&cluster.state)?;
     cluster.state.retry_budget.deposit();
     let attempts = attempts(cluster, route, request, client, request_id, admitted);
@@ -54,14 +59,18 @@ pub async fn forward(
     }
 }
 
-async fn attempts(
+async fn attempts<B>(
     cluster: &ClusterRuntime,
     route: &RouteSpec,
-    request: Request<Incoming>,
+    request: Request<B>,
     client: &ClientInfo,
     request_id: &HeaderValue,
     admitted: RequestPermit,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = request.into_parts();
     super::prepare(&mut parts, client, request_id);
     let (mut stream, replay) = match route.retries {
@@ -108,6 +117,7 @@ async fn attempts(
             None => stream
                 .take()
                 .expect("a streamed body has one attempt")
+                .map_err(BodyError::new)
                 .boxed(),
         };
         let connection = cluster.breaker.connection(&cluster.state).await?;
@@ -172,10 +182,13 @@ fn classify(result: &Result<Response<Incoming>, ProxyError>) -> Outcome {
 
 /// Splits the body into "stream it once" or "replay these bytes": empty bodies and small
 /// bodies of known length are buffered so the request can be retried.
-async fn replayable(
+async fn replayable<B>(
     headers: &HeaderMap,
-    body: Incoming,
-) -> Result<(Option<Incoming>, Option<Bytes>), ProxyError> {
+    body: B,
+) -> Result<(Option<B>, Option<Bytes>), ProxyError>
+where
+    B: Body<Data = Bytes>,
+{
     if body.is_end_stream() {
         return Ok((None, Some(Bytes::new())));
     }

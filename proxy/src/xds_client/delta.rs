@@ -69,6 +69,23 @@ pub fn apply(held: &mut ResourceSet, response: &DeltaDiscoveryResponse) -> Appli
             apply_typed(&mut held.routes, "route", response, &mut applied);
             type_url::ROUTE
         }
+        type_url::CONSUMER => {
+            apply_typed(&mut held.consumers, "consumer", response, &mut applied);
+            type_url::CONSUMER
+        }
+        type_url::JWT_PROVIDER => {
+            apply_typed(
+                &mut held.jwt_providers,
+                "jwt provider",
+                response,
+                &mut applied,
+            );
+            type_url::JWT_PROVIDER
+        }
+        type_url::QUOTA => {
+            apply_typed(&mut held.quotas, "quota", response, &mut applied);
+            type_url::QUOTA
+        }
         other => {
             applied
                 .errors
@@ -166,11 +183,17 @@ impl HasName for switchyard_proto::v1::Cluster {
     }
 }
 
-impl HasName for switchyard_proto::v1::Route {
-    fn name(&self) -> &str {
-        &self.name
-    }
+macro_rules! has_name {
+    ($($message:ident),+) => {
+        $(impl HasName for switchyard_proto::v1::$message {
+            fn name(&self) -> &str {
+                &self.name
+            }
+        })+
+    };
 }
+
+has_name!(Route, Consumer, JwtProvider, Quota);
 
 #[cfg(test)]
 mod tests {

@@ -98,7 +98,21 @@ impl HttpClient {
     }
 
     pub async fn get_with(&self, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
-        let mut request = Request::get(format!("http://{addr}{path}"));
+        self.request_with(http::Method::GET, addr, path, headers)
+            .await
+    }
+
+    /// A bodiless request with any method.
+    pub async fn request_with(
+        &self,
+        method: http::Method,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Got {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use fake_xds::{FakeXds, WAIT, resource, response};
-use switchyard_proto::type_url::{CLUSTER, ROUTE};
+use switchyard_proto::type_url::{self, CLUSTER, CONSUMER, JWT_PROVIDER, QUOTA, ROUTE};
 use switchyard_proto::v1;
 use switchyard_proxy::{Config, Proxy, StartError};
 use tokio::sync::oneshot;
@@ -73,29 +73,82 @@ pub fn assert_ack(request: &DeltaDiscoveryRequest, type_url: &str, nonce: &str) 
     );
 }
 
-/// Takes the two subscriptions, then serves `clusters` and `routes` and checks both ACKs.
-pub async fn configure(fake: &mut FakeXds, clusters: &[v1::Cluster], routes: &[v1::Route]) {
-    let subscribe = fake.next_request().await;
-    assert_eq!(subscribe.type_url, CLUSTER);
-    let subscribe = fake.next_request().await;
-    assert_eq!(subscribe.type_url, ROUTE);
-    push(fake, "1", clusters, routes).await;
+/// Takes the subscriptions of a (re)connect, one per type of `type_url::ALL` in that order.
+pub async fn subscriptions(fake: &mut FakeXds) -> Vec<DeltaDiscoveryRequest> {
+    let mut requests = Vec::new();
+    for expected in type_url::ALL {
+        let request = fake.next_request().await;
+        assert_eq!(
+            request.type_url, expected,
+            "subscriptions in type_url::ALL order"
+        );
+        requests.push(request);
+    }
+    requests
 }
 
-/// Sends `clusters` then `routes` (revision `revision`) and checks both ACKs.
+/// Sends `consumers` (revision `revision`) and checks the ACK.
+pub async fn push_consumers(
+    fake: &mut FakeXds,
+    revision: &str,
+    consumers: &[v1::Consumer],
+    removed: &[&str],
+) {
+    let nonce = format!("u{revision}");
+    let resources = consumers
+        .iter()
+        .map(|c| resource(&c.name, revision, CONSUMER, c))
+        .collect();
+    fake.send(response(CONSUMER, &nonce, revision, resources, removed));
+    assert_ack(&fake.next_request().await, CONSUMER, &nonce);
+}
+
+/// Answers the JWT-provider and quota subscriptions with nothing (and checks the ACKs).
+pub async fn push_no_jwt_providers_or_quotas(fake: &mut FakeXds, revision: &str) {
+    for type_url in [JWT_PROVIDER, QUOTA] {
+        let nonce = format!("{type_url}-{revision}");
+        fake.send(response(type_url, &nonce, revision, vec![], &[]));
+        assert_ack(&fake.next_request().await, type_url, &nonce);
+    }
+}
+
+/// Takes the subscriptions, then serves `clusters` and `routes` (and no consumers, JWT
+/// providers or quotas) and checks every ACK.
+pub async fn configure(fake: &mut FakeXds, clusters: &[v1::Cluster], routes: &[v1::Route]) {
+    configure_with_consumers(fake, clusters, &[], routes).await;
+}
+
+/// [`configure`] with consumers.
+pub async fn configure_with_consumers(
+    fake: &mut FakeXds,
+    clusters: &[v1::Cluster],
+    consumers: &[v1::Consumer],
+    routes: &[v1::Route],
+) {
+    subscriptions(fake).await;
+    push(fake, "1", clusters, &[]).await;
+    push_consumers(fake, "1", consumers, &[]).await;
+    push_no_jwt_providers_or_quotas(fake, "1").await;
+    push(fake, "1", &[], routes).await;
+}
+
+/// Sends `clusters` then `routes` (revision `revision`) and checks both ACKs; an empty
+/// `clusters` is not sent when there are routes.
 pub async fn push(
     fake: &mut FakeXds,
     revision: &str,
     clusters: &[v1::Cluster],
     routes: &[v1::Route],
 ) {
-    let nonce = format!("c{revision}");
-    let resources = clusters
-        .iter()
-        .map(|c| resource(&c.name, revision, CLUSTER, c))
-        .collect();
-    fake.send(response(CLUSTER, &nonce, revision, resources, &[]));
-    assert_ack(&fake.next_request().await, CLUSTER, &nonce);
+    if !clusters.is_empty() || routes.is_empty() {
+        let nonce = format!("c{revision}");
+        let resources = clusters
+            .iter()
+            .map(|c| resource(&c.name, revision, CLUSTER, c))
+            .collect();
+        fake.send(response(CLUSTER, &nonce, revision, resources, &[]));
+        assert_ack(&fake.next_request().await, CLUSTER, &nonce);
+    }
     if routes.is_empty() {
         return;
     }

@@ -1,0 +1,645 @@
+//! `cache`: a per-route, in-memory response cache for GET and HEAD.
+//!
+//! - Key: method + host + path + query, plus the request's values of the headers the stored
+//!   response `Vary`s on (`Vary: *` is never stored).
+//! - Freshness: the route's `ttl_s`, shortened by the upstream's `s-maxage` / `max-age`;
+//!   `no-store`, `no-cache`, `private` and `set-cookie` responses are not stored, and neither
+//!   are responses to requests carrying `authorization` unless the upstream says `public` /
+//!   `s-maxage`. A client's `cache-control: no-cache` / `no-store` skips the lookup.
+//! - Memory: at most [`MAX_ENTRY_BYTES`] per response and [`MAX_TOTAL_BYTES`] per route,
+//!   least-recently-used first out. A response is stored as it streams to the client
+//!   ([`StoreOnEnd`]): nothing waits for the cache, and a body that outgrows the entry limit
+//!   simply is not stored.
+//! - The cache lives across config updates while the route's name and `ttl_s` are unchanged.
+//!
+//! Responses carry `x-cache: HIT` or `MISS` and, on hits, `age`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::body::{BodyError, ProxyBody, full};
+use crate::model::CacheSpec;
+
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+pub const MAX_TOTAL_BYTES: usize = 64 << 20;
+
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// Statuses stored (RFC 9110's heuristically cacheable ones that make sense here).
+const CACHEABLE: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Cached {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored: Instant,
+    expires: Instant,
+}
+
+#[derive(Debug)]
+struct Entry {
+    cached: Arc<Cached>,
+    tick: u64,
+    size: usize,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    entries: HashMap<Box<str>, Entry>,
+    /// Use order: tick → key.
+    lru: BTreeMap<u64, Box<str>>,
+    /// Primary key → the header names its last stored response varied on.
+    vary: HashMap<Box<str>, Box<[HeaderName]>>,
+    tick: u64,
+    bytes: usize,
+}
+
+/// One route's cache.
+#[derive(Debug)]
+pub struct ResponseCache {
+    spec: CacheSpec,
+    max_total: usize,
+    max_entry: usize,
+    store: Mutex<Store>,
+}
+
+/// A request that missed: what is needed to store its response.
+#[derive(Debug)]
+pub struct Miss {
+    primary: Box<str>,
+    /// The request's headers (for the `Vary` values).
+    request_headers: HeaderMap,
+    had_authorization: bool,
+}
+
+/// The result of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Response<ProxyBody>),
+    Miss(Miss),
+    /// Not a cacheable request (method).
+    Bypass,
+}
+
+impl ResponseCache {
+    pub fn new(spec: CacheSpec) -> Self {
+        Self::with_limits(spec, MAX_TOTAL_BYTES, MAX_ENTRY_BYTES)
+    }
+
+    pub fn with_limits(spec: CacheSpec, max_total: usize, max_entry: usize) -> Self {
+        Self {
+            spec,
+            max_total,
+            max_entry: max_entry.min(max_total),
+            store: Mutex::default(),
+        }
+    }
+
+    pub fn spec(&self) -> CacheSpec {
+        self.spec
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks `request` up.
+    pub fn lookup(&self, parts: &http::request::Parts) -> Lookup {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Lookup::Bypass;
+        }
+        let primary = primary_key(&parts.method, &parts.uri, &parts.headers);
+        let skip =
+            directives(&parts.headers).any(|(name, _)| name == "no-cache" || name == "no-store");
+        if !skip {
+            let now = Instant::now();
+            let mut store = self.lock();
+            let key = match store.vary.get(&*primary) {
+                Some(names) => full_key(&primary, names, &parts.headers),
+                None => primary.clone().into(),
+            };
+            let found = store.entries.get(&key).map(|e| Arc::clone(&e.cached));
+            match found {
+                Some(cached) if cached.expires > now => {
+                    store.touch(&key);
+                    drop(store);
+                    return Lookup::Hit(cached.to_response(now));
+                }
+                Some(_) => store.remove(&key),
+                None => {}
+            }
+        }
+        Lookup::Miss(Miss {
+            primary: primary.into(),
+            request_headers: parts.headers.clone(),
+            had_authorization: parts.headers.contains_key(header::AUTHORIZATION),
+        })
+    }
+
+    /// Wraps `response`'s body so it is stored when it ends, when the response may be stored.
+    pub fn store_on_end(
+        self: &Arc<Self>,
+        miss: Miss,
+        response: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        let Some(ttl) = storable_for(
+            response.status(),
+            response.headers(),
+            self.spec.ttl,
+            miss.had_authorization,
+        ) else {
+            return response;
+        };
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > self.max_entry) {
+            return response;
+        }
+        let vary: Box<[HeaderName]> = vary_names(response.headers());
+        let key = full_key(&miss.primary, &vary, &miss.request_headers);
+        let (parts, body) = response.into_parts();
+        let pending = Pending {
+            cache: Arc::clone(self),
+            primary: miss.primary,
+            key,
+            vary,
+            status: parts.status,
+            headers: parts.headers.clone(),
+            ttl,
+            buffer: BytesMut::new(),
+        };
+        let mut body = StoreOnEnd {
+            inner: body,
+            pending: Some(pending),
+        };
+        if body.inner.is_end_stream() {
+            // Nothing to stream (e.g. HEAD): a server may never poll it.
+            body.finish();
+        }
+        Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+    }
+
+    fn insert(&self, pending: Pending, body: Bytes) {
+        let now = Instant::now();
+        let size = body.len() + pending.key.len() + header_bytes(&pending.headers);
+        if size > self.max_entry {
+            return;
+        }
+        let cached = Arc::new(Cached {
+            status: pending.status,
+            headers: pending.headers,
+            body,
+            stored: now,
+            expires: now + pending.ttl,
+        });
+        let mut store = self.lock();
+        store.remove(&pending.key);
+        while store.bytes + size > self.max_total {
+            let Some((_, oldest)) = store.lru.pop_first() else {
+                break;
+            };
+            if let Some(entry) = store.entries.remove(&oldest) {
+                store.bytes -= entry.size;
+            }
+        }
+        if store.vary.len() > 2 * store.entries.len() + 64 {
+            // Stale vary lists of evicted entries: forget them all (lookups just miss).
+            store.vary.clear();
+        }
+        if pending.vary.is_empty() {
+            store.vary.remove(&pending.primary);
+        } else {
+            store.vary.insert(pending.primary, pending.vary);
+        }
+        store.tick += 1;
+        let tick = store.tick;
+        store.lru.insert(tick, pending.key.clone());
+        store.bytes += size;
+        store
+            .entries
+            .insert(pending.key, Entry { cached, tick, size });
+    }
+
+    /// Bytes held (bodies, keys and headers).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Store {
+    fn touch(&mut self, key: &str) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(entry) = self.entries.get_mut(key) {
+            if let Some(key) = self.lru.remove(&entry.tick) {
+                self.lru.insert(tick, key);
+            }
+            entry.tick = tick;
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.lru.remove(&entry.tick);
+            self.bytes -= entry.size;
+        }
+    }
+}
+
+impl Cached {
+    fn to_response(&self, now: Instant) -> Response<ProxyBody> {
+        let mut response = Response::new(full(self.body.clone()));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        let age = now.duration_since(self.stored).as_secs();
+        response.headers_mut().insert(header::AGE, age.into());
+        response
+    }
+}
+
+/// `METHOD host/path?query`.
+pub fn primary_key(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{method} {}{path}", host.to_ascii_lowercase())
+}
+
+/// The primary key plus, per `Vary` header name, the request's values.
+pub fn full_key(primary: &str, vary: &[HeaderName], request: &HeaderMap) -> Box<str> {
+    let mut key = String::from(primary);
+    for name in vary {
+        key.push('\n');
+        key.push_str(name.as_str());
+        key.push(':');
+        for (i, value) in request.get_all(name).iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    key.into()
+}
+
+/// Lowercase `Cache-Control` directives: `(name, value)`.
+fn directives(headers: &HeaderMap) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|directive| {
+            let directive = directive.trim();
+            if directive.is_empty() {
+                return None;
+            }
+            Some(match directive.split_once('=') {
+                Some((name, value)) => (
+                    name.trim().to_ascii_lowercase(),
+                    Some(value.trim().trim_matches('"').to_owned()),
+                ),
+                None => (directive.to_ascii_lowercase(), None),
+            })
+        })
+}
+
+/// How long a response may be stored, or `None` when it may not.
+pub fn storable_for(
+    status: StatusCode,
+    headers: &HeaderMap,
+    ttl: Duration,
+    request_had_authorization: bool,
+) -> Option<Duration> {
+    if !CACHEABLE.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) {
+        return None;
+    }
+    if vary_names(headers).iter().any(|name| name == "*")
+        || headers.get_all(header::VARY).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|p| p.trim_ascii() == b"*")
+        })
+    {
+        return None;
+    }
+    let mut max_age = None;
+    let mut shared_max_age = None;
+    let mut public = false;
+    for (name, value) in directives(headers) {
+        match name.as_str() {
+            "no-store" | "no-cache" | "private" => return None,
+            "public" => public = true,
+            "max-age" => max_age = value.and_then(|v| v.parse::<u64>().ok()).or(Some(0)),
+            "s-maxage" => shared_max_age = value.and_then(|v| v.parse::<u64>().ok()).or(Some(0)),
+            _ => {}
+        }
+    }
+    if request_had_authorization && !public && shared_max_age.is_none() {
+        return None;
+    }
+    let ttl = match shared_max_age.or(max_age) {
+        Some(seconds) => ttl.min(Duration::from_secs(seconds)),
+        None => ttl,
+    };
+    (!ttl.is_zero()).then_some(ttl)
+}
+
+fn vary_names(headers: &HeaderMap) -> Box<[HeaderName]> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names.into()
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+/// A response on its way to the cache.
+struct Pending {
+    cache: Arc<ResponseCache>,
+    primary: Box<str>,
+    key: Box<str>,
+    vary: Box<[HeaderName]>,
+    status: StatusCode,
+    headers: HeaderMap,
+    ttl: Duration,
+    buffer: BytesMut,
+}
+
+/// Streams a response to the client and keeps a copy; stores it when the body ends whole
+/// within the entry limit. An error, trailers or an oversized body drop the copy.
+struct StoreOnEnd {
+    inner: ProxyBody,
+    pending: Option<Pending>,
+}
+
+impl StoreOnEnd {
+    /// Stores the copy now (the body is complete).
+    fn finish(&mut self) {
+        if let Some(mut pending) = self.pending.take() {
+            let body = std::mem::take(&mut pending.buffer).freeze();
+            let cache = Arc::clone(&pending.cache);
+            cache.insert(pending, body);
+        }
+    }
+}
+
+impl Body for StoreOnEnd {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => match (frame.data_ref(), &mut this.pending) {
+                (Some(data), Some(pending)) => {
+                    if pending.buffer.len() + data.len() > pending.cache.max_entry {
+                        this.pending = None;
+                    } else {
+                        pending.buffer.extend_from_slice(data);
+                        // A server that knows the length stops polling after the last byte.
+                        if this.inner.is_end_stream() {
+                            this.finish();
+                        }
+                    }
+                }
+                (None, _) => this.pending = None,
+                _ => {}
+            },
+            Poll::Ready(Some(Err(_))) => this.pending = None,
+            Poll::Ready(None) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Request};
+    use http_body_util::BodyExt;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn cache_control_decides_storage_and_ttl() {
+        let ok = StatusCode::OK;
+        assert_eq!(storable_for(ok, &HeaderMap::new(), TTL, false), Some(TTL));
+        let short = headers(&[("cache-control", "public, max-age=5")]);
+        assert_eq!(
+            storable_for(ok, &short, TTL, false),
+            Some(Duration::from_secs(5))
+        );
+        let long = headers(&[("cache-control", "max-age=600")]);
+        assert_eq!(
+            storable_for(ok, &long, TTL, false),
+            Some(TTL),
+            "min of ttl and max-age"
+        );
+        let shared = headers(&[("cache-control", "max-age=600, s-maxage=7")]);
+        assert_eq!(
+            storable_for(ok, &shared, TTL, false),
+            Some(Duration::from_secs(7))
+        );
+        for refused in [
+            "no-store",
+            "private",
+            "no-cache",
+            "max-age=0",
+            "Private, max-age=9",
+        ] {
+            let h = headers(&[("cache-control", refused)]);
+            assert_eq!(storable_for(ok, &h, TTL, false), None, "{refused}");
+        }
+        assert_eq!(
+            storable_for(ok, &headers(&[("vary", "*")]), TTL, false),
+            None
+        );
+        assert_eq!(
+            storable_for(ok, &headers(&[("set-cookie", "a=b")]), TTL, false),
+            None
+        );
+        assert_eq!(
+            storable_for(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &HeaderMap::new(),
+                TTL,
+                false
+            ),
+            None
+        );
+        assert_eq!(
+            storable_for(ok, &HeaderMap::new(), TTL, true),
+            None,
+            "authorized request"
+        );
+        assert_eq!(
+            storable_for(ok, &short, TTL, true),
+            Some(Duration::from_secs(5)),
+            "public"
+        );
+    }
+
+    #[test]
+    fn keys_cover_method_host_path_query_and_vary() {
+        let uri: http::Uri = "/a/b?x=1".parse().unwrap();
+        let request = headers(&[("host", "API.example.com"), ("accept-language", "fr")]);
+        let primary = primary_key(&Method::GET, &uri, &request);
+        assert_eq!(primary, "GET api.example.com/a/b?x=1");
+        assert_ne!(primary, primary_key(&Method::HEAD, &uri, &request));
+        let vary = [HeaderName::from_static("accept-language")];
+        assert_eq!(
+            &*full_key(&primary, &vary, &request),
+            "GET api.example.com/a/b?x=1\naccept-language:fr"
+        );
+    }
+
+    fn get(path: &str, extra: &[(&'static str, &'static str)]) -> http::request::Parts {
+        let mut request = Request::get(path).header("host", "h");
+        for (k, v) in extra {
+            request = request.header(*k, *v);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    async fn miss_then_store(
+        cache: &Arc<ResponseCache>,
+        parts: &http::request::Parts,
+        response: Response<ProxyBody>,
+    ) {
+        let Lookup::Miss(miss) = cache.lookup(parts) else {
+            panic!("expected a miss")
+        };
+        let stored = cache.store_on_end(miss, response);
+        stored.into_body().collect().await.unwrap();
+    }
+
+    fn response(body: &'static str, extra: &[(&'static str, &'static str)]) -> Response<ProxyBody> {
+        let mut response = Response::new(full(body));
+        *response.headers_mut() = headers(extra);
+        response
+    }
+
+    #[tokio::test]
+    async fn stores_when_the_body_ends_and_honours_vary() {
+        let cache = Arc::new(ResponseCache::new(CacheSpec { ttl: TTL }));
+        let parts = get("/x", &[("accept-language", "fr")]);
+        miss_then_store(
+            &cache,
+            &parts,
+            response("bonjour", &[("vary", "accept-language")]),
+        )
+        .await;
+        let Lookup::Hit(hit) = cache.lookup(&parts) else {
+            panic!("expected a hit")
+        };
+        assert_eq!(hit.headers()[header::AGE], "0");
+        assert_eq!(
+            &hit.into_body().collect().await.unwrap().to_bytes()[..],
+            b"bonjour"
+        );
+        assert!(matches!(
+            cache.lookup(&get("/x", &[("accept-language", "en")])),
+            Lookup::Miss(_)
+        ));
+        assert!(matches!(
+            cache.lookup(&get(
+                "/x",
+                &[("cache-control", "no-cache"), ("accept-language", "fr")]
+            )),
+            Lookup::Miss(_)
+        ));
+        let post = Request::post("/x").body(()).unwrap().into_parts().0;
+        assert!(matches!(cache.lookup(&post), Lookup::Bypass));
+
+        let no_store = get("/n", &[]);
+        miss_then_store(
+            &cache,
+            &no_store,
+            response("x", &[("cache-control", "no-store")]),
+        )
+        .await;
+        assert!(matches!(cache.lookup(&no_store), Lookup::Miss(_)));
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_least_recently_used_first() {
+        let cache = Arc::new(ResponseCache::with_limits(
+            CacheSpec { ttl: TTL },
+            4_000,
+            1_500,
+        ));
+        let body: &'static str = Box::leak("x".repeat(900).into_boxed_str());
+        for i in 0..10 {
+            let parts = get(&format!("/{i}"), &[]);
+            miss_then_store(&cache, &parts, response(body, &[])).await;
+            if i == 1 {
+                // /0 is used again, so /1 is the least recently used and goes first.
+                assert!(matches!(cache.lookup(&get("/0", &[])), Lookup::Hit(_)));
+            }
+        }
+        assert!(cache.bytes() <= 4_000, "{}", cache.bytes());
+        assert!(matches!(cache.lookup(&get("/9", &[])), Lookup::Hit(_)));
+        assert!(matches!(cache.lookup(&get("/1", &[])), Lookup::Miss(_)));
+        let big: &'static str = Box::leak("y".repeat(2_000).into_boxed_str());
+        miss_then_store(&cache, &get("/big", &[]), response(big, &[])).await;
+        assert!(
+            matches!(cache.lookup(&get("/big", &[])), Lookup::Miss(_)),
+            "over the entry limit"
+        );
+    }
+}

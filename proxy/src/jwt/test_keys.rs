@@ -1,0 +1,104 @@
+//! Test key pairs, generated offline with `openssl genpkey` (RSA 2048, P-256, P-384, Ed25519).
+//! Test data only: never used outside `cfg(test)` and benches.
+
+/// RSA 2048, the provider's main RSA key.
+pub const RSA_PRIVATE_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCszJWAYJ2Cxw9Z\n\
+S6wGlba/RfWJpcHtHhp3mUT0utF0PqeatMJw4LAOvz+uKilOMRCEpJ4wuW0KnAVI\n\
++kViV6HDjAIpWouXDFo68sCdZnwYO9UPqB7iSKPqTDcqebk0lc6h/ZvWfNY1tyVX\n\
+2QPujS2NBXImipcamLe0klJTNfDHA33PAshou7rC9y/lgNSGlgURaRx3JPyx8BlT\n\
+lkUCueWytOqt6+Bz1Y/kQ+bnVWRnxpYej8Zf9/iglIQzC5pnjdwcQyiv72b3hrWo\n\
+9E2jr43XGC7M8BwlxpVEtlXieRD+G0hIhlhtpSInBso1KFnth3EctPB2SNRK543r\n\
+JNF4JqlRAgMBAAECggEABk7NwOeyxqi0rfsMVTPNl1cuFfLL0zed2jjpWQpHzDFF\n\
+7E8Sz2ZYVVV6zt7U1RKgva+fsBVYvmiNhdY2LOQx8FtrfPrd7R5JkSAC7LJmYpRI\n\
+KQy0G4KkBZD3xsOcp+eCQtlCtGmOs6iTNg0WCGhPBFHLH4HAIqIQB+KugcFoLNX4\n\
+bn+UH0Nr6YUulrmTrub4RoGq7ispCB5PrCMSU/u5XsE3hyWy9p5+un6ZmEHcpAhd\n\
+D34mw1PackXLO0CIKGCdM7EczrOpSkvqkdEKIsg0TWLhjqYKR0dZgBa4Dq48uVOj\n\
+MzRE5eHOtvULzVuYmjsivRpf3WI9fDSBuew9rgbpNQKBgQDk4ORd/n+8/5hXj7nI\n\
+ZGrM6Js7IQkfrsTDohg/DiqKn2T9+8pRHeMZA9GUAdhzg7/OPRICvHY6kFNBOX11\n\
+LuPmRTWgRIGNrd6RsIsMxfr881nadOdt72NSgEK6/rgHjmCGD5cgy+JIOnemuZJp\n\
+0NE/5uuG+Joe8ypJ6iRL4F1PnQKBgQDBRoGRHtvXkVAZMnPdMl6V4nlfS/GxCNNM\n\
+6d1WvCUwCgfZ86++zWueaXCxboFjKjZg6XTrXhmOn8pzUkTDhxJOSAT3jQ9D9oF3\n\
+V4jidiORGWubmj7H3vLeEak0pNALUXuJH7toxmqC6LzgyM7asRAq5zhjThW6YiAS\n\
+wBxWlnzERQKBgQCArQMW6RcNvbD7QV2UkQgOTZPAKXGEs3ACAKabBK7cIoLX2/BB\n\
+rIjZrnDsQiFbyC1UmLcAfM4HXM7Bs72Z3RPZiP1+LiWb7q1bwSJbuw7BmVrh26mk\n\
+/9oaLuvVT5FNBjm0BR3VHWsJan2MaXYsMW8C+yNdTXTwg4s55P4k/m3XbQKBgQCi\n\
+4ojPhPJB+nVGxv5erNSJ/RPM/HP0fzuU1oNzVZ0Bn3J+fKDgbL8GAla3MipZKHor\n\
+spSWx/dB++jix7KsFmmXD5sgBgGXhWgW6+6w7F+NKZ9Gw/ek+oA0Jy4y77Nl1oYG\n\
+SnfnFVEugnar+pBaPl8hyTv8dRJawdfF9aHsV2dPAQKBgE1/9JdVAe3vnzT4aqWd\n\
+KLXBRzuvXLE1IdDkfTcd0JAvR93Ud5QUbjubhwmhtkplcQfzBVM+Q2n7QueXKC6g\n\
+8aZEQZHlNFUhRNRZNkO0in4RBsrj6QGsfyNKUQi/gmBHlJYXXrC/G6ZQhxTfzTWT\n\
+SuJfK8hlY1oHsit352lN/3sp\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// A second RSA 2048 key: wrong signatures and rotation.
+pub const RSA_OTHER_PRIVATE_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1Ird0tBKd1rpX\n\
+amlgRphd6LC3wQ2MCh8HIqw2IKjYuvgFIC9VQ1NvoKVGcjaYErZcQOyWu9ze4k3l\n\
+qKi7ZcqipvupwyLYN8Rnd+jU3G8mjjhMoZGO39BM4WIEBIURVO1I96RqMFv0PZ6R\n\
+9+pYSEhlKg0IwuDsH1pPv+gR/Y/IRVgaiXVaAu11tQ8sKND3PDJgIA/WIVyWm/is\n\
+KTtfT6NOir/69DbqBaGW/DPujDwfkOVNo/C0vfixJ2+5RarnxQVJf0di+JcJHS8C\n\
+bgk1gcqvfto70LpG2H/8oHvee7o7Pgzg+lVnAzcxKHD6igIsoSvveAHYa1+k8jXA\n\
+ddRHEP/ZAgMBAAECggEARbeZheUjPzYdHbU63s/9KDP+BJPdC3f/zkbFosW6R0Tb\n\
+XlmvbjFOJWpfArjGE40sPGDOzwt6rRzMX6clXo+EyUrdFU+ikzcPtMVdy8QWUfAu\n\
+cixDsoqpiVW8XJCCyRN3ivyp/yci1WR8KnGR9K3Jk4p2XtdnK+q7X3OdNoNyOmHy\n\
+7g+VmxmbWlyAxLETg6Q5C2MwN6JVKBfqE0C/DUaUgzod0PYkMNVM2wf4fgoVs0Op\n\
+JVViAjWGOOPsIP3BO3v+njdGZ+vZGhbaFy9k+zFggcsTMIVnCzDzA9JaOUTkPHzG\n\
+EXpRYTm1ZZZPrpxD3dGv/SL6QEBHVUnxC9DyfbHVOwKBgQD3qNscPmCP0Jtn7Sjm\n\
+shNBnBk5ZzQPydYsHB1aa/T3N5kY7iT263jE2HpDDd56PJRF3qsb6n3CnyRvixoV\n\
+QBBT+shz4qPQjaNFA9D9jJBlVfBVxpobIvYFh1cu19D/YJOw0g69G3RZU7GnUgnu\n\
+2XNl216r4BJhkQyHpI4Svs9JtwKBgQC7PFamakAQe8KhbHpyAQC5RpROgFEHqVjq\n\
+T/fh4lKz0zQ9IXFQzRWz2yonLIkfY8HKbeApMnwBAgVN5raZ+JRu87sOmJwXVXlq\n\
+OFM7LlyBRc+u9dgdYYTP+YwzpHsGbcxrKtni9whJUsXJ8CbctTyQBbqAO5QWpb5j\n\
+9XOJycZC7wKBgQC3/gHy5MC2d6PNPRuC8M9vkfoHdI3wIOJ12NlR4RyYQf0C0YIy\n\
+09PgYnfKs1YS+Eir8/apgbe2zKa0G+Lf4L2AtrMPrVRIz8F5t5Efnbt1Hbi08Rxy\n\
+hrHCf78ctQe3gteWqSh8BBaXep9kkIWCppieFrEp/gmJ5MorR+ypLosv1wKBgFqY\n\
+AV0X/9N57lxovn422gDLk6rAD3TjjbAh7VCQT2/O+3GwosFz2dJicuztcZOMkxG9\n\
+RD7qvHFIZwSgYy3wxvFAYPvY/32Sz+KDSlJSRlQOUUTYky70Jmzy09GQ/i3IJqab\n\
+3z0gRhQkRqtE1ajo0FrnSqwNJ8Qlgg+fjb3XsWRlAoGAdCIuuf7S+lKkzomKCaoP\n\
+VPwdNSrMNVDIlCvFI3Fcu7iZikj91M1i7HUQ3B5bNYxImWd+0Qwq3tE+lL1c3t2M\n\
+e5Fv9he+n3f1bq9Jv5sqIiOKYWJYBem3NNPiFXQuGY3XiP2dtCMSDC0s7TWytT+4\n\
+uGHIDVeOI4nhQJFZDK7T5cA=\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// Public half of [`RSA_PRIVATE_PEM`] (PKCS#1): the HMAC-confusion secret.
+pub const RSA_PUBLIC_PEM: &str = "\
+-----BEGIN RSA PUBLIC KEY-----\n\
+MIIBCgKCAQEArMyVgGCdgscPWUusBpW2v0X1iaXB7R4ad5lE9LrRdD6nmrTCcOCw\n\
+Dr8/riopTjEQhKSeMLltCpwFSPpFYlehw4wCKVqLlwxaOvLAnWZ8GDvVD6ge4kij\n\
+6kw3Knm5NJXOof2b1nzWNbclV9kD7o0tjQVyJoqXGpi3tJJSUzXwxwN9zwLIaLu6\n\
+wvcv5YDUhpYFEWkcdyT8sfAZU5ZFArnlsrTqrevgc9WP5EPm51VkZ8aWHo/GX/f4\n\
+oJSEMwuaZ43cHEMor+9m94a1qPRNo6+N1xguzPAcJcaVRLZV4nkQ/htISIZYbaUi\n\
+JwbKNShZ7YdxHLTwdkjUSueN6yTReCapUQIDAQAB\n\
+-----END RSA PUBLIC KEY-----\n\
+";
+
+/// P-256 (ES256).
+pub const EC_P256_PRIVATE_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgYJ2YJcEgw2eqBSJX\n\
+oaHgLiQobfkh3p0zkul3u4/bV5OhRANCAARt36oBFI2Lg8QEAQk2wC6YgAiGY/k7\n\
+JiNOnVrKSmLFOxN7AMkRqENhb3sQEvvaTjLBtK9efsNcmjZ0FKDa06FG\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// P-384 (ES384).
+pub const EC_P384_PRIVATE_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDC4OufMZoPxqMrtoqEq\n\
+VNwHEsYmdhZabs2RVi3ire2iOIZIyhqJ1I2jHzq6r9hdTMWhZANiAATPUNQtrBvW\n\
+uC1tBxHDeLauWNBCR7+V3RWswcCyhRw2HeRENIJU6UKBwZ80BnsEBlX6a1MngOwS\n\
+jQ2Rg4BP+oDTtiR2w2aIu3rnspluBM6+tfyqszSc4p47Na0tBXF4Tr0=\n\
+-----END PRIVATE KEY-----\n\
+";
+
+/// Ed25519 (EdDSA).
+pub const ED25519_PRIVATE_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MC4CAQAwBQYDK2VwBCIEIP+I0mlrgaUBicMutkg7jEkJ6dxRT9gvMGxvA0wGw7PX\n\
+-----END PRIVATE KEY-----\n\
+";
