@@ -24,6 +24,7 @@ on_both_databases!(
     rollback_restores_a_revision,
     data_survives_reconnect,
     api_keys_bump_the_consumer_and_are_never_rolled_back,
+    concurrent_writes_all_land_with_distinct_revisions,
 );
 
 fn cluster_ref(field: &str, name: &str) -> Reference {
@@ -381,4 +382,30 @@ async fn api_keys_bump_the_consumer_and_are_never_rolled_back(store: Store) {
         .await
         .unwrap();
     assert!(store.keys(None).await.unwrap().is_empty());
+}
+
+async fn concurrent_writes_all_land_with_distinct_revisions(store: Store) {
+    put_cluster(&store, "c", 1).await;
+    // Refused writes (missing references) interleaved with good ones must not block them.
+    let writes = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            if i % 4 == 0 {
+                put_route(&store, &format!("bad-{i}"), "missing")
+                    .await
+                    .unwrap_err();
+                None
+            } else {
+                Some(put_route(&store, &format!("r-{i}"), "c").await.unwrap())
+            }
+        })
+    });
+    let mut versions = Vec::new();
+    for write in writes {
+        versions.extend(write.await.unwrap());
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 15);
+    assert_eq!(store.revisions(100, None).await.unwrap().len(), 16);
 }

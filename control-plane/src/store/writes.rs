@@ -79,15 +79,43 @@ async fn apply_with(
     actor: &str,
     rollback_of: Option<i64>,
 ) -> Result<Revision, StoreError> {
-    let mut tx = pool.begin().await?;
+    // SQLite: take the write lock up front (a deferred transaction that reads first can fail
+    // to upgrade without waiting). PostgreSQL: the advisory lock below orders writers.
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    };
+    match write(&mut tx, backend, changes, actor, rollback_of).await {
+        Ok(revision) => {
+            tx.commit().await?;
+            Ok(revision)
+        }
+        Err(error) => {
+            // Release the locks now rather than when the connection is next used.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rollback of a refused write failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The body of one write transaction; the caller commits or rolls back.
+async fn write(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    changes: Vec<Change>,
+    actor: &str,
+    rollback_of: Option<i64>,
+) -> Result<Revision, StoreError> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(WRITE_LOCK_KEY)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     let number: i64 = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS next FROM revisions")
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("next")?;
     let now_ms = now_ms();
@@ -107,8 +135,8 @@ async fn apply_with(
                 refs,
                 expect,
             } => {
-                check_expect(&mut tx, kind, &name, expect).await?;
-                put(&mut tx, number, now_ms, kind, &name, &spec, &refs).await?;
+                check_expect(tx, kind, &name, expect).await?;
+                put(tx, number, now_ms, kind, &name, &spec, &refs).await?;
                 summary.changes.push(summary_of("put", kind, &name));
                 puts.push(refs);
             }
@@ -118,11 +146,11 @@ async fn apply_with(
                 } else {
                     expect
                 };
-                if current_version(&mut tx, kind, &name).await?.is_none() {
+                if current_version(tx, kind, &name).await?.is_none() {
                     return Err(StoreError::NotFound { kind, name });
                 }
-                check_expect(&mut tx, kind, &name, expect).await?;
-                delete(&mut tx, number, kind, &name).await?;
+                check_expect(tx, kind, &name, expect).await?;
+                delete(tx, number, kind, &name).await?;
                 summary.changes.push(summary_of("delete", kind, &name));
                 deletes.push((kind, name));
             }
@@ -131,22 +159,22 @@ async fn apply_with(
                 id,
                 sha256,
             } => {
-                keys::insert(&mut tx, now_ms, &consumer, &id, &sha256).await?;
-                bump(&mut tx, number, now_ms, Kind::Consumer, &consumer).await?;
+                keys::insert(tx, now_ms, &consumer, &id, &sha256).await?;
+                bump(tx, number, now_ms, Kind::Consumer, &consumer).await?;
                 summary
                     .changes
                     .push(summary_of("create_key", Kind::Consumer, &consumer));
             }
             Change::RevokeKey { consumer, id } => {
-                keys::delete(&mut tx, &consumer, &id).await?;
-                bump(&mut tx, number, now_ms, Kind::Consumer, &consumer).await?;
+                keys::delete(tx, &consumer, &id).await?;
+                bump(tx, number, now_ms, Kind::Consumer, &consumer).await?;
                 summary
                     .changes
                     .push(summary_of("revoke_key", Kind::Consumer, &consumer));
             }
         }
     }
-    check_integrity(&mut tx, &puts, &deletes).await?;
+    check_integrity(tx, &puts, &deletes).await?;
 
     let summary_json = serde_json::to_string(&summary)
         .map_err(|e| StoreError::Internal(format!("revision summary: {e}")))?;
@@ -157,12 +185,11 @@ async fn apply_with(
     .bind(now_ms)
     .bind(actor)
     .bind(summary_json)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if backend == Backend::Postgres {
-        replicas::announce(&mut tx, number).await?;
+        replicas::announce(tx, number).await?;
     }
-    tx.commit().await?;
     Ok(Revision {
         number,
         time: history::rfc3339_ms(now_ms),
