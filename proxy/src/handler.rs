@@ -15,6 +15,7 @@ use hyper::body::{Body, Incoming};
 use crate::body::{BoxError, ProxyBody, full};
 use crate::error::{Blame, ProxyError};
 use crate::filters::aggregate;
+use crate::filters::auth::X_CONSUMER;
 use crate::filters::cors::Cors;
 use crate::filters::{Decorations, RouteFilters};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
@@ -64,10 +65,12 @@ pub async fn handle(
 async fn dispatch(
     shared: &Shared,
     client: &ClientInfo,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     request_id: &HeaderValue,
     decorations: &mut Decorations,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // `x-consumer` is the proxy's word on who called: never the client's.
+    request.headers_mut().remove(&X_CONSUMER);
     let snapshot = shared.snapshot.load_full();
     let route = match snapshot
         .router

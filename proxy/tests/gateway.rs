@@ -831,10 +831,18 @@ async fn direct_responses_and_policy_free_routes_are_untouched() {
         .get_with(
             proxy.listen,
             "/x",
-            &[("x-api-key", "kept"), ("origin", "https://a")],
+            &[
+                ("x-api-key", "kept"),
+                ("origin", "https://a"),
+                ("x-consumer", "admin"),
+            ],
         )
         .await;
     assert_eq!(plain.json()["headers"]["x-api-key"], "kept");
+    assert!(
+        plain.json()["headers"].get("x-consumer").is_none(),
+        "a client cannot claim an identity"
+    );
     for header in ["x-cache", "ratelimit-limit", "access-control-allow-origin"] {
         assert!(!plain.headers.contains_key(header), "{header}");
     }
