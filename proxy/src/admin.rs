@@ -76,6 +76,27 @@ fn config_dump(shared: &Shared) -> Value {
             json!({"name": name, "version": held.version, "resource": render::route(&held.proto)})
         })
         .collect();
+    let consumers: Vec<Value> = resources
+        .consumers
+        .iter()
+        .map(|(name, held)| {
+            json!({"name": name, "version": held.version, "resource": render::consumer(&held.proto)})
+        })
+        .collect();
+    let jwt_providers: Vec<Value> = resources
+        .jwt_providers
+        .iter()
+        .map(|(name, held)| {
+            json!({"name": name, "version": held.version, "resource": render::jwt_provider(&held.proto)})
+        })
+        .collect();
+    let quotas: Vec<Value> = resources
+        .quotas
+        .iter()
+        .map(|(name, held)| {
+            json!({"name": name, "version": held.version, "resource": render::quota(&held.proto)})
+        })
+        .collect();
     json!({
         "node": { "id": shared.node_id, "labels": shared.labels },
         "control_plane": {
@@ -89,6 +110,9 @@ fn config_dump(shared: &Shared) -> Value {
         "resources": {
             "clusters": { "type_url": type_url::CLUSTER, "items": clusters },
             "routes": { "type_url": type_url::ROUTE, "items": routes },
+            "consumers": { "type_url": type_url::CONSUMER, "items": consumers },
+            "jwt_providers": { "type_url": type_url::JWT_PROVIDER, "items": jwt_providers },
+            "quotas": { "type_url": type_url::QUOTA, "items": quotas },
         },
         "last_nack": status.last_nack.map(|nack| json!({
             "type_url": nack.type_url,

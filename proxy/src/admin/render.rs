@@ -185,6 +185,43 @@ pub fn route(route: &v1::Route) -> Value {
     Value::Object(out)
 }
 
+/// A consumer without its key hashes: name, scopes, quota and key ids.
+pub fn consumer(consumer: &v1::Consumer) -> Value {
+    json!({
+        "name": consumer.name,
+        "scopes": consumer.scopes,
+        "quota": consumer.quota,
+        "key_ids": consumer.keys.iter().map(|key| key.id.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// A JWT provider without key material: an inline JWKS may hold HMAC secrets, so only the
+/// number of its keys is shown.
+pub fn jwt_provider(provider: &v1::JwtProvider) -> Value {
+    let inline_keys = serde_json::from_str::<Value>(&provider.jwks_json)
+        .ok()
+        .and_then(|jwks| jwks.get("keys").and_then(Value::as_array).map(Vec::len));
+    json!({
+        "name": provider.name,
+        "issuer": provider.issuer,
+        "audiences": provider.audiences,
+        "algorithms": provider.algorithms,
+        "jwks_uri": provider.jwks_uri,
+        "inline_keys": inline_keys,
+    })
+}
+
+/// A quota.
+pub fn quota(quota: &v1::Quota) -> Value {
+    let window = match v1::QuotaWindow::try_from(quota.window) {
+        Ok(v1::QuotaWindow::Minute) => "minute",
+        Ok(v1::QuotaWindow::Hour) => "hour",
+        Ok(v1::QuotaWindow::Day) => "day",
+        Err(_) => "unknown",
+    };
+    json!({"name": quota.name, "limit": quota.limit, "window": window})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +253,26 @@ mod tests {
         let json = route(&r);
         assert_eq!(json["match"]["path_prefix"], "/api");
         assert_eq!(json["cluster"], "web");
+    }
+
+    #[test]
+    fn secrets_are_not_dumped() {
+        let consumer = consumer(&v1::Consumer {
+            name: "acme".into(),
+            keys: vec![v1::ApiKeyHash {
+                id: "key_1".into(),
+                sha256: vec![0xab; 32],
+            }],
+            ..Default::default()
+        });
+        assert_eq!(consumer["key_ids"], json!(["key_1"]));
+        assert!(!consumer.to_string().contains("abab"));
+        let provider = jwt_provider(&v1::JwtProvider {
+            name: "idp".into(),
+            jwks_json: r#"{"keys":[{"kty":"oct","k":"c2VjcmV0LXNlY3JldA"}]}"#.into(),
+            ..Default::default()
+        });
+        assert_eq!(provider["inline_keys"], 1);
+        assert!(!provider.to_string().contains("c2VjcmV0"));
     }
 }
