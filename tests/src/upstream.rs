@@ -43,6 +43,8 @@ struct Behaviour {
     /// Overrides of `status` by exact path (query excluded).
     path_status: BTreeMap<String, StatusCode>,
     delay: Duration,
+    /// Extra headers on every later answer.
+    response_headers: Vec<(String, String)>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -67,6 +69,7 @@ impl Upstream {
             status: StatusCode::OK,
             path_status: BTreeMap::new(),
             delay: Duration::ZERO,
+            response_headers: Vec::new(),
             requests: Vec::new(),
         }));
         let server = tokio::spawn(serve(listener, label.to_owned(), state.clone()));
@@ -108,6 +111,13 @@ impl Upstream {
     /// Delay before every later answer.
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// Adds a header to every later answer (on top of `content-type`).
+    pub fn set_response_header(&self, name: &str, value: &str) {
+        self.lock()
+            .response_headers
+            .push((name.to_owned(), value.to_owned()));
     }
 
     /// Requests received so far.
@@ -197,7 +207,7 @@ async fn answer(
         "method": method,
         "headers": headers,
     });
-    let (status, delay) = {
+    let (status, delay, extra_headers) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests.push(RecordedRequest {
             method,
@@ -210,14 +220,18 @@ async fn answer(
             .get(&bare_path)
             .copied()
             .unwrap_or(state.status);
-        (status, state.delay)
+        (status, state.delay, state.response_headers.clone())
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in &extra_headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    let response = response
         .body(Full::new(Bytes::from(payload.to_string())))
         .expect("a valid response");
     Ok(response)
