@@ -67,14 +67,27 @@ pub fn is_valid_request_id(bytes: &[u8]) -> bool {
         && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
-/// A random 128-bit id as 32 lowercase hex digits.
+/// A random 128-bit id as 32 lowercase hex digits (formatted on the stack: the header value
+/// is the only allocation).
 pub fn generate_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).expect("hex is a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = fastrand::u128(..);
+    let mut digits = [0u8; 32];
+    for (index, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((id >> (124 - 4 * index)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&digits).expect("hex is a valid header value")
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// Removes hop-by-hop headers, including any the `Connection` header names. Most messages
+/// carry none, so one pass over the names (no hashing) settles the common case.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers
+        .keys()
+        .any(|name| hop_by_hop().iter().any(|hop| *hop == name))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -147,6 +160,13 @@ mod tests {
             assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
         }
         assert_ne!(generate_request_id(), generate_request_id());
+        let id = generate_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
     }
 
     #[test]
