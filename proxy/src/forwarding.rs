@@ -82,10 +82,7 @@ pub fn generate_request_id() -> HeaderValue {
 /// Removes hop-by-hop headers, including any the `Connection` header names. Most messages
 /// carry none, so one pass over the names (no hashing) settles the common case.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers
-        .keys()
-        .any(|name| hop_by_hop().iter().any(|hop| *hop == name))
-    {
+    if !headers.keys().any(|name| hop_by_hop().contains(&name)) {
         return;
     }
     let named: Vec<HeaderName> = headers
