@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::Kind;
+use crate::timestamp::rfc3339;
 
 /// A proxy's state as shown by the admin API.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
@@ -180,9 +181,4 @@ impl Fleet {
         record.last_seen = Some(SystemTime::now());
         f(record);
     }
-}
-
-/// RFC 3339 with milliseconds, UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }

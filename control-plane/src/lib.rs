@@ -11,6 +11,7 @@
 //! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
 //! - [`reports`]: the report stream from proxies and the fleet-wide endpoint health view.
 //! - [`metrics`]: Prometheus counters.
+//! - [`timestamp`]: how times are written (RFC 3339).
 //! - [`credentials`]: bearer tokens (admin API, proxy bootstrap token).
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
 #![forbid(unsafe_code)]
@@ -25,4 +26,5 @@ pub mod reports;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod timestamp;
 pub mod xds;

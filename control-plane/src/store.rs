@@ -44,6 +44,15 @@ pub struct StoredResource {
     pub spec: serde_json::Value,
 }
 
+/// The result of [`Store::put`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The resource as stored.
+    pub resource: StoredResource,
+    /// Whether the put created it (rather than replacing it).
+    pub created: bool,
+}
+
 /// A reference from one resource's field to another resource, enforced by the store: a put
 /// fails if the target is missing, a delete fails while anything refers to the target.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,7 +248,7 @@ impl Store {
         Ok(revision)
     }
 
-    /// Creates or replaces one resource; returns it as stored.
+    /// Creates or replaces one resource; returns it as stored, and whether it was created.
     pub async fn put(
         &self,
         kind: Kind,
@@ -248,7 +257,7 @@ impl Store {
         refs: Vec<Reference>,
         expect: Expect,
         actor: &str,
-    ) -> Result<StoredResource, StoreError> {
+    ) -> Result<Written, StoreError> {
         let revision = self
             .apply(
                 vec![Change::Put {
@@ -261,12 +270,15 @@ impl Store {
                 actor,
             )
             .await?;
-        Ok(StoredResource {
-            kind,
-            name: name.to_owned(),
-            version: revision.number,
-            updated_at_ms: revision.created_at_ms,
-            spec,
+        Ok(Written {
+            created: revision.changes.first().is_some_and(|c| c.op == "create"),
+            resource: StoredResource {
+                kind,
+                name: name.to_owned(),
+                version: revision.number,
+                updated_at_ms: revision.created_at_ms,
+                spec,
+            },
         })
     }
 

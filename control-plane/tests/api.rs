@@ -456,7 +456,7 @@ async fn revisions_and_rollback(store: Store) {
     assert_eq!(revisions[0]["actor"], "anonymous");
     assert_eq!(
         revisions[0]["changes"],
-        json!([{"op": "put", "kind": "routes", "name": "r"}])
+        json!([{"op": "create", "kind": "routes", "name": "r"}])
     );
     let page = api
         .get(&format!("/api/v1/revisions?limit=1&before={}", v1 + 2))

@@ -47,6 +47,7 @@ async fn put_cluster(store: &Store, name: &str, port: u16) -> i64 {
         )
         .await
         .unwrap()
+        .resource
         .version
 }
 
@@ -61,7 +62,7 @@ async fn put_route(store: &Store, name: &str, cluster: &str) -> Result<i64, Stor
             "test",
         )
         .await
-        .map(|r| r.version)
+        .map(|w| w.resource.version)
 }
 
 async fn put_get_list_delete(store: Store) {
@@ -106,7 +107,7 @@ async fn every_write_is_a_revision(store: Store) {
     assert_eq!(revisions.len(), 2);
     assert_eq!(revisions[0].number, 2, "newest first");
     assert_eq!(revisions[0].actor, "test");
-    assert_eq!(revisions[0].changes[0].op, "put");
+    assert_eq!(revisions[0].changes[0].op, "create");
     assert_eq!(revisions[0].changes[0].kind, "routes");
     assert_eq!(revisions[0].changes[0].name, "r");
     assert_eq!(store.revisions(10, Some(2)).await.unwrap().len(), 1);
@@ -148,7 +149,8 @@ async fn preconditions(store: Store) {
         .put(Kind::Cluster, "c", spec, vec![], Expect::Version(v), "t")
         .await
         .unwrap();
-    assert!(ok.version > v);
+    assert!(ok.resource.version > v);
+    assert!(!ok.created, "a replace is not a creation");
     let err = store
         .delete(Kind::Cluster, "c", Expect::Version(v), "t")
         .await
@@ -328,6 +330,7 @@ async fn api_keys_bump_the_consumer_and_are_never_rolled_back(store: Store) {
         )
         .await
         .unwrap()
+        .resource
         .version; // 1
     let revision = store.apply(vec![create("k1")], "t").await.unwrap(); // 2
     assert_eq!(revision.changes[0].op, "create_key");

@@ -101,6 +101,7 @@ async fn put(store: &Store, kind: Kind, name: &str, body: Value) -> String {
         )
         .await
         .unwrap()
+        .resource
         .version
         .to_string()
 }

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::problem::Problem;
-use super::resources::rfc3339_ms;
 use crate::model::Kind;
 use crate::store::{ApiKey, Change};
+use crate::timestamp::rfc3339_ms;
 
 /// Prefix of every key, so leaked keys are easy to recognise (and to scan for).
 const KEY_PREFIX: &str = "sy_";

@@ -4,8 +4,6 @@
 //! The per-kind modules are thin: [`resource_handlers!`] gives each kind its own handlers so
 //! the OpenAPI document names each kind's paths and schema.
 
-use std::time::{Duration, SystemTime};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -18,7 +16,8 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::problem::{Problem, ProblemType};
 use crate::model::{self, Kind};
-use crate::store::{Expect, StoreError, StoredResource};
+use crate::store::{Expect, StoredResource};
+use crate::timestamp::rfc3339_ms;
 
 /// A resource as the API shows it: the spec plus the server-set fields.
 #[derive(Serialize, ToSchema)]
@@ -57,12 +56,6 @@ pub fn render(resource: &StoredResource) -> Value {
         rfc3339_ms(resource.updated_at_ms).into(),
     );
     Value::Object(object)
-}
-
-/// RFC 3339 of Unix milliseconds.
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    crate::fleet::rfc3339(t)
 }
 
 fn respond(status: StatusCode, resource: &StoredResource) -> Response {
@@ -113,7 +106,7 @@ pub async fn create(
             state.actor(),
         )
         .await?;
-    Ok(respond(StatusCode::CREATED, &stored))
+    Ok(respond(StatusCode::CREATED, &stored.resource))
 }
 
 /// `PUT /api/v1/{kind}/{name}`: create (201) or replace (200); `If-Match` makes it
@@ -129,34 +122,19 @@ pub async fn put(
     let valid = model::validate(kind, Some(name), &body).map_err(Problem::invalid)?;
     let actor = state.actor();
     let store = &state.store;
-    if let Some(expect) = if_match(state, kind, name, headers).await? {
-        let stored = store
-            .put(kind, name, valid.spec, valid.refs, expect, actor)
-            .await?;
-        return Ok(respond(StatusCode::OK, &stored));
-    }
-    // Try to create first, so that the status says what happened even under concurrency;
-    // a failed attempt writes nothing.
-    match store
-        .put(
-            kind,
-            name,
-            valid.spec.clone(),
-            valid.refs.clone(),
-            Expect::Absent,
-            actor,
-        )
-        .await
-    {
-        Ok(stored) => Ok(respond(StatusCode::CREATED, &stored)),
-        Err(StoreError::AlreadyExists { .. }) => {
-            let stored = store
-                .put(kind, name, valid.spec, valid.refs, Expect::Any, actor)
-                .await?;
-            Ok(respond(StatusCode::OK, &stored))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let expect = if_match(state, kind, name, headers)
+        .await?
+        .unwrap_or(Expect::Any);
+    // The store says, from inside its transaction, whether this created the resource.
+    let written = store
+        .put(kind, name, valid.spec, valid.refs, expect, actor)
+        .await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(respond(status, &written.resource))
 }
 
 /// `DELETE /api/v1/{kind}/{name}`: 204; 409 while other resources refer to it.

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::fleet::rfc3339;
+use crate::timestamp::rfc3339;
 
 /// The most `(cluster, endpoint)` entries kept per node; more are dropped.
 pub const MAX_ENDPOINTS_PER_NODE: usize = 100_000;

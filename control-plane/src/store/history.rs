@@ -7,6 +7,7 @@ use sqlx::{AnyPool, Row};
 
 use super::{StoreError, StoredResource};
 use crate::model::Kind;
+use crate::timestamp::rfc3339_ms;
 
 /// One revision of the config: a committed write.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -30,7 +31,7 @@ pub struct Revision {
 /// One resource changed by a revision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeSummary {
-    /// `put` or `delete`.
+    /// `create`, `update`, `delete`, or for a consumer's keys `create_key` / `revoke_key`.
     pub op: String,
     /// Plural kind.
     pub kind: String,
@@ -186,7 +187,8 @@ pub(super) async fn changes_since(
         .collect()
 }
 
-/// The refs JSON of one resource as of revision `number` (`None`: it did not exist).
+/// Kind, name and references (JSON) of every resource that existed right after revision
+/// `number`.
 pub(super) async fn refs_at(
     pool: &AnyPool,
     number: i64,
@@ -250,10 +252,4 @@ fn revision_from_row(row: &AnyRow) -> Result<Revision, StoreError> {
         changes: summary.changes,
         rollback_of: summary.rollback_of,
     })
-}
-
-/// Formats Unix milliseconds as RFC 3339.
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    crate::fleet::rfc3339(t)
 }

@@ -135,9 +135,15 @@ async fn write(
                 refs,
                 expect,
             } => {
-                check_expect(tx, kind, &name, expect).await?;
+                let current = current_version(tx, kind, &name).await?;
+                check_expect(kind, &name, expect, current)?;
                 put(tx, number, now_ms, kind, &name, &spec, &refs).await?;
-                summary.changes.push(summary_of("put", kind, &name));
+                let op = if current.is_some() {
+                    "update"
+                } else {
+                    "create"
+                };
+                summary.changes.push(summary_of(op, kind, &name));
                 puts.push(refs);
             }
             Change::Delete { kind, name, expect } => {
@@ -146,10 +152,11 @@ async fn write(
                 } else {
                     expect
                 };
-                if current_version(tx, kind, &name).await?.is_none() {
+                let current = current_version(tx, kind, &name).await?;
+                if current.is_none() {
                     return Err(StoreError::NotFound { kind, name });
                 }
-                check_expect(tx, kind, &name, expect).await?;
+                check_expect(kind, &name, expect, current)?;
                 delete(tx, number, kind, &name).await?;
                 summary.changes.push(summary_of("delete", kind, &name));
                 deletes.push((kind, name));
@@ -192,7 +199,7 @@ async fn write(
     }
     Ok(Revision {
         number,
-        time: history::rfc3339_ms(now_ms),
+        time: crate::timestamp::rfc3339_ms(now_ms),
         created_at_ms: now_ms,
         actor: actor.to_owned(),
         changes: summary.changes,
@@ -213,16 +220,13 @@ async fn current_version(
     Ok(row.map(|r| r.try_get("version")).transpose()?)
 }
 
-async fn check_expect(
-    tx: &mut Transaction<'_, Any>,
+/// Whether `expect` holds for a resource now at version `current` (`None`: absent).
+fn check_expect(
     kind: Kind,
     name: &str,
     expect: Expect,
+    current: Option<i64>,
 ) -> Result<(), StoreError> {
-    let current = match expect {
-        Expect::Any => return Ok(()),
-        _ => current_version(tx, kind, name).await?,
-    };
     match (expect, current) {
         (Expect::Absent, Some(_)) => Err(StoreError::AlreadyExists {
             kind,
