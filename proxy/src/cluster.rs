@@ -1,4 +1,4 @@
-//! A cluster at run time: [`ClusterRuntime`] (built per config: balancer, pool, breaker limits,
+//! A cluster at run time: [`ClusterRuntime`] (built per config: balancer, connect settings, breaker limits,
 //! health-check task) and [`ClusterState`] (long-lived, kept by cluster name across configs:
 //! health epoch, ejection count, zone load, retry budget, in-flight counts and metrics).
 //!
@@ -14,7 +14,7 @@ use crate::balancer::{Balancer, EndpointState};
 use crate::circuit_breaker::CircuitBreaker;
 use crate::health::HealthTask;
 use crate::model::ClusterSpec;
-use crate::upstream::Upstream;
+use crate::upstream::pool::{self, PoolSettings};
 use crate::upstream::retry::RetryBudget;
 
 /// Long-lived per-cluster state, shared by every config's runtime of the same cluster name.
@@ -102,7 +102,8 @@ pub struct ClusterRuntime {
     pub spec: Arc<ClusterSpec>,
     pub state: Arc<ClusterState>,
     pub balancer: Balancer,
-    pub upstream: Upstream,
+    /// How this cluster's endpoints are connected to (their pools live in the endpoint states).
+    pub pool: PoolSettings,
     pub breaker: CircuitBreaker,
     /// The active health-check task, aborted when the runtime is retired or dropped.
     health: Option<Arc<HealthTask>>,
@@ -110,7 +111,7 @@ pub struct ClusterRuntime {
 
 impl ClusterRuntime {
     /// Reuses `previous` whole when the spec is unchanged; else builds a new runtime that takes
-    /// over `previous`' state, endpoint states (by address), pool (same connect timeout),
+    /// over `previous`' state, endpoint states (by address, with their idle connections),
     /// connection limit and health task (same check and endpoints).
     pub fn build(
         spec: &Arc<ClusterSpec>,
@@ -143,11 +144,9 @@ impl ClusterRuntime {
                 endpoint.set_active_healthy(true, &state);
             }
         }
-        let upstream = match previous {
-            Some(previous) if previous.upstream.connect_timeout() == spec.connect_timeout => {
-                previous.upstream.clone()
-            }
-            _ => Upstream::new(spec.connect_timeout),
+        let pool = PoolSettings {
+            connect_timeout: spec.connect_timeout,
+            idle_timeout: pool::DEFAULT_IDLE_TIMEOUT,
         };
         let breaker = CircuitBreaker::new(spec.circuit_breaker, previous.map(|p| &p.breaker));
         let health = Self::health_task(spec, &states, &state, previous);
@@ -155,7 +154,7 @@ impl ClusterRuntime {
             spec: Arc::clone(spec),
             balancer: Balancer::new(spec, states, Arc::clone(&state), zone),
             state,
-            upstream,
+            pool,
             breaker,
             health,
         })

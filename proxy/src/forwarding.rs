@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// Incoming request ids longer than this are replaced.
@@ -17,7 +18,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1); `connection`
+/// first (its bit is 1).
 fn hop_by_hop() -> [&'static HeaderName; 7] {
     [
         &header::CONNECTION,
@@ -28,6 +30,18 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
     ]
+}
+
+/// Bit `i` set when `hop_by_hop()[i]` is among `headers` (one pass, no hashing).
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    let fixed = hop_by_hop();
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(index) = fixed.iter().position(|hop| *hop == name) {
+            present |= 1 << index;
+        }
+    }
+    present
 }
 
 /// The client side of a connection, with its forwarding header values precomputed.
@@ -79,25 +93,50 @@ pub fn generate_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&digits).expect("hex is a valid header value")
 }
 
-/// Removes hop-by-hop headers, including any the `Connection` header names. Most messages
-/// carry none, so one pass over the names (no hashing) settles the common case.
+/// Removes hop-by-hop headers, including any the `Connection` header names. One pass over
+/// the names finds which are present, and only those are removed; the usual
+/// `Connection: keep-alive` / `close` costs no allocation (those tokens name no other header).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| hop_by_hop().contains(&name)) {
+    let present = hop_by_hop_present(headers);
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    if present & 1 != 0 {
+        for name in connection_named(headers) {
+            headers.remove(name);
+        }
+    }
+    for (index, name) in hop_by_hop().into_iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Header names listed in `Connection` beyond the fixed hop-by-hop set (rare: empty and
+/// unallocated in the common case).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    let tokens = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+        .map(<[u8]>::trim_ascii);
+    for token in tokens {
+        if token.is_empty() || token.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        if hop_by_hop()
+            .iter()
+            .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+        {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token) {
+            named.push(name);
+        }
     }
-    for name in hop_by_hop() {
-        headers.remove(name);
-    }
+    named
 }
 
 /// Rewrites a request's headers for the upstream.
@@ -121,24 +160,21 @@ pub fn prepare_downstream_response(headers: &mut HeaderMap, request_id: &HeaderV
 
 /// Appends `value` to a comma-separated list header, folding repeated fields into one.
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    if !headers.contains_key(name) {
-        headers.insert(name.clone(), value.clone());
-        return;
-    }
+    let mut existing = match headers.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(value.clone());
+            return;
+        }
+        Entry::Occupied(occupied) => occupied,
+    };
     let mut joined: Vec<u8> = Vec::new();
-    for existing in headers.get_all(name) {
-        joined.extend_from_slice(existing.as_bytes());
+    for part in existing.iter() {
+        joined.extend_from_slice(part.as_bytes());
         joined.extend_from_slice(b", ");
     }
     joined.extend_from_slice(value.as_bytes());
-    match HeaderValue::from_bytes(&joined) {
-        Ok(joined) => {
-            headers.insert(name.clone(), joined);
-        }
-        Err(_) => {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
+    let joined = HeaderValue::from_bytes(&joined).unwrap_or_else(|_| value.clone());
+    existing.insert(joined);
 }
 
 #[cfg(test)]
@@ -164,6 +200,44 @@ mod tests {
                 .iter()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn strips_exactly_the_hop_by_hop_headers() {
+        let mut plain = headers(&[("content-type", "text/plain"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 2, "nothing to strip");
+
+        let mut kept_alive = headers(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "2"),
+        ]);
+        strip_hop_by_hop(&mut kept_alive);
+        assert_eq!(kept_alive.keys().collect::<Vec<_>>(), ["content-length"]);
+
+        let mut listed = headers(&[
+            ("connection", "Close, X-Hop ,upgrade"),
+            ("connection", "x-other"),
+            ("x-hop", "1"),
+            ("x-other", "2"),
+            ("upgrade", "websocket"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "3"),
+        ]);
+        strip_hop_by_hop(&mut listed);
+        assert_eq!(listed.keys().collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]

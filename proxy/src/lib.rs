@@ -149,6 +149,7 @@ impl Proxy {
             .with_control_plane_authorization(authorization),
         );
         let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
+        let reaper = tokio::spawn(upstream::pool::reap(Arc::clone(&shared)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (report_stop_tx, report_stop_rx) = watch::channel(false);
         let reporter = tokio::spawn(reporter::run(Arc::clone(&shared), report_stop_rx));
@@ -185,6 +186,7 @@ impl Proxy {
             tracing::warn!("report flush timed out");
         }
         xds.abort();
+        reaper.abort();
         let _ = admin.await;
         tracing::info!("proxy stopped");
         Ok(())

@@ -1,4 +1,4 @@
-//! Per-endpoint runtime state: in-flight count, latency EWMA, active-health and ejection flags,
+//! Per-endpoint runtime state: idle upstream connections, in-flight count, latency EWMA, active-health and ejection flags,
 //! outlier counters, and when availability last changed.
 //!
 //! One [`EndpointState`] lives behind an `Arc` for as long as its address stays in the cluster:
@@ -7,12 +7,14 @@
 //! (in-flight, latency, outlier counters) and the cluster's health task. This module does not
 //! decide anything: policies read it, [`crate::health`] and [`crate::outlier`] write it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::least_response_time::PeakEwma;
 use crate::cluster::ClusterState;
+use crate::upstream::pool::ConnectionPool;
 
 static CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -32,6 +34,10 @@ pub fn unix_millis() -> u64 {
 #[derive(Debug)]
 pub struct EndpointState {
     pub address: String,
+    /// `address` when it is a literal `ip:port` (connecting needs no name resolution).
+    pub(crate) socket_addr: Option<SocketAddr>,
+    /// Idle upstream connections to this endpoint.
+    pub connections: ConnectionPool,
     in_flight: AtomicU32,
     pub(crate) ewma: PeakEwma,
     /// Passing active health checks (true when the cluster has none).
@@ -53,6 +59,8 @@ impl EndpointState {
     pub fn new(address: &str) -> Self {
         Self {
             address: address.to_owned(),
+            socket_addr: address.parse().ok(),
+            connections: ConnectionPool::default(),
             in_flight: AtomicU32::new(0),
             ewma: PeakEwma::default(),
             active_healthy: AtomicBool::new(true),

@@ -6,6 +6,7 @@
 //! attempt in flight, send, classify the outcome ([`Outcome`]). The last attempt's response (or
 //! error) is what the client gets; its body holds the request's guards until it ends.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use hyper::body::{Body, Incoming};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::GuardedBody;
+use super::pool::{self, Pooled};
 use super::retry::{MAX_REPLAY_BODY, Outcome, should_retry};
 use crate::balancer::{InFlightGuard, PickContext};
 use crate::body::{BodyError, BoxError, ProxyBody, full};
@@ -111,7 +113,12 @@ where
             head.take().expect("taken once, on the last attempt")
         };
         let endpoint = &cluster.spec.endpoints[index];
-        super::set_authority(&mut parts, &endpoint.authority)?;
+        if !parts.headers.contains_key(header::HOST) {
+            // An HTTP/1.0 client without `Host`: name the endpoint, as HTTP/1.1 requires.
+            if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
         let body = match &replay {
             Some(bytes) => full(bytes.clone()),
             None => stream
@@ -124,7 +131,7 @@ where
         let state = &states[index];
         let guard = InFlightGuard::new(state, &cluster.state, cluster.balancer.is_local(index));
         let started = Instant::now();
-        let send = cluster.upstream.send(Request::from_parts(parts, body));
+        let send = pool::send(state, cluster.pool, Request::from_parts(parts, body));
         let per_try = route.retries.and_then(|r| r.per_try_timeout);
         let result = match per_try {
             Some(limit) => tokio::time::timeout(limit, send)
@@ -155,9 +162,10 @@ where
             }
             ClusterStats::add(&cluster.state.stats.retries_budget_exhausted);
         }
-        let response = result?;
+        let (response, pooled) = result?;
         let (mut parts, body) = response.into_parts();
         forwarding::prepare_downstream_response(&mut parts.headers, request_id);
+        let endpoint = Arc::clone(state);
         let held = Held {
             _request: admitted,
             _attempt: guard,
@@ -165,14 +173,14 @@ where
         };
         return Ok(Response::from_parts(
             parts,
-            GuardedBody::new(body, held).boxed(),
+            GuardedBody::new(body, pooled, endpoint, held).boxed(),
         ));
     }
 }
 
-fn classify(result: &Result<Response<Incoming>, ProxyError>) -> Outcome {
+fn classify(result: &Result<(Response<Incoming>, Pooled), ProxyError>) -> Outcome {
     match result {
-        Ok(response) if response.status().is_server_error() => Outcome::Status5xx,
+        Ok((response, _)) if response.status().is_server_error() => Outcome::Status5xx,
         Ok(_) => Outcome::Success,
         Err(ProxyError::UpstreamConnect) => Outcome::ConnectFailure,
         Err(ProxyError::Timeout) => Outcome::PerTryTimeout,

@@ -1,0 +1,269 @@
+//! Upstream HTTP/1.1 connections, pooled per endpoint.
+//!
+//! Each endpoint's [`EndpointState`](crate::balancer::EndpointState) owns a [`ConnectionPool`]:
+//! a LIFO stack of idle connections (the most recently used first, so a quiet period lets the
+//! older ones time out). The balancer's pick *is* the pool key — no hashing of a host/port key
+//! per request, no pool-wide lock. A request checks out an idle connection or opens one
+//! ([`connect`]); the response body hands it back when it has been read to its end
+//! ([`Pooled::release`]). A body dropped early closes the connection (HTTP/1.1 cannot abandon
+//! an exchange and keep the connection).
+//!
+//! Idle timeout: [`reap`] runs in the background and drops connections that have sat in their
+//! pool for [`PoolSettings::idle_timeout`] (dropping the last handle of an idle HTTP/1.1
+//! connection makes its task close the socket). The request path pays nothing for it: no timer
+//! per connection or per request. A connection the upstream closed is noticed at checkout
+//! (`is_ready` is false) and skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::balancer::EndpointState;
+use crate::balancer::endpoint::monotonic_nanos;
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+
+/// How long an idle upstream connection is kept by default (nginx's `keepalive_timeout` for
+/// upstreams is 60 s; Envoy's is 1 h; this is hyper-util's old default).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Idle connections kept per endpoint; beyond this a returned connection is closed.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+/// Connect settings of one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// One endpoint's idle connections.
+#[derive(Debug, Default)]
+pub struct ConnectionPool {
+    idle: Mutex<Vec<Idle>>,
+    /// Connections opened to this endpoint so far (`/metrics`, tests).
+    opened: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    /// When it last went idle (see [`monotonic_nanos`]).
+    idle_since: u64,
+}
+
+impl ConnectionPool {
+    /// Connections opened to this endpoint since it joined the cluster.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections right now (some may have been closed by the upstream since).
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Idle connections right now that are still open.
+    pub fn idle_and_open(&self) -> usize {
+        self.lock().iter().filter(|c| !c.sender.is_closed()).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // A panic while holding this lock leaves a plain Vec behind: still consistent.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The most recently used live connection, if any.
+    fn checkout(&self) -> Option<Idle> {
+        let mut idle = self.lock();
+        while let Some(candidate) = idle.pop() {
+            if candidate.sender.is_ready() {
+                return Some(candidate);
+            }
+            // Closed by the upstream or by its idle timer: dropping it is all there is to do.
+        }
+        None
+    }
+
+    fn checkin(&self, mut connection: Idle) {
+        connection.idle_since = monotonic_nanos();
+        let mut idle = self.lock();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(connection);
+        }
+    }
+
+    /// Drops the connections idle for `idle_timeout` or more, and those already closed;
+    /// returns how many were dropped.
+    pub fn evict_idle(&self, idle_timeout: Duration) -> usize {
+        let timeout = u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let now = monotonic_nanos();
+        let evicted: Vec<Idle> = {
+            let mut idle = self.lock();
+            let before = idle.len();
+            let mut kept = Vec::with_capacity(before);
+            let mut evicted = Vec::new();
+            for connection in idle.drain(..) {
+                let expired = now.saturating_sub(connection.idle_since) >= timeout;
+                if expired || connection.sender.is_closed() {
+                    evicted.push(connection);
+                } else {
+                    kept.push(connection);
+                }
+            }
+            *idle = kept;
+            evicted
+        };
+        // Dropped outside the lock.
+        evicted.len()
+    }
+}
+
+/// A connection carrying one exchange. Give it back with [`Pooled::release`] once the
+/// response has been read to its end; dropping it instead closes the connection.
+#[derive(Debug)]
+pub struct Pooled {
+    connection: Idle,
+}
+
+impl Pooled {
+    /// Returns the connection to `home`'s pool (the endpoint it was opened to): at once when
+    /// it can take the next request, else as soon as its task has caught up with the end of
+    /// the exchange.
+    pub fn release(self, home: &Arc<EndpointState>) {
+        let mut connection = self.connection;
+        if connection.sender.is_ready() {
+            home.connections.checkin(connection);
+        } else if !connection.sender.is_closed() {
+            let home = Arc::clone(home);
+            tokio::spawn(async move {
+                if connection.sender.ready().await.is_ok() {
+                    home.connections.checkin(connection);
+                }
+            });
+        }
+    }
+}
+
+/// Sends `request` (origin-form URI, `Host` set) to `endpoint` over an idle connection or a
+/// new one, and waits for the response head. A pooled connection that turns out to have been
+/// closed before the request was written (the upstream's keep-alive timer won the race) costs
+/// nothing: the request goes out once more on a new connection.
+pub async fn send(
+    endpoint: &EndpointState,
+    settings: PoolSettings,
+    request: Request<ProxyBody>,
+) -> Result<(Response<Incoming>, Pooled), ProxyError> {
+    let (mut connection, reused) = match endpoint.connections.checkout() {
+        Some(idle) => (idle, true),
+        None => (connect(endpoint, settings).await?, false),
+    };
+    let error = match connection.sender.try_send_request(request).await {
+        Ok(response) => return Ok((response, Pooled { connection })),
+        Err(error) => error,
+    };
+    let mut error = error;
+    match error.take_message() {
+        Some(request) if reused => {
+            tracing::debug!(endpoint = %endpoint.address, "idle upstream connection was closed; reconnecting");
+            let mut connection = connect(endpoint, settings).await?;
+            match connection.sender.send_request(request).await {
+                Ok(response) => Ok((response, Pooled { connection })),
+                Err(error) => Err(exchange_failed(endpoint, &error)),
+            }
+        }
+        _ => Err(exchange_failed(endpoint, error.error())),
+    }
+}
+
+fn exchange_failed(endpoint: &EndpointState, error: &hyper::Error) -> ProxyError {
+    tracing::debug!(endpoint = %endpoint.address, %error, "upstream exchange failed");
+    ProxyError::UpstreamReset
+}
+
+async fn connect(endpoint: &EndpointState, settings: PoolSettings) -> Result<Idle, ProxyError> {
+    let address = endpoint.address.as_str();
+    let connecting = async {
+        let stream = match endpoint.socket_addr {
+            Some(addr) => TcpStream::connect(addr).await?,
+            None => connect_by_name(address).await?,
+        };
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    };
+    let stream = match tokio::time::timeout(settings.connect_timeout, connecting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(endpoint = %address, %error, "upstream connect failed");
+            return Err(ProxyError::UpstreamConnect);
+        }
+        Err(_) => {
+            tracing::debug!(endpoint = %address, "upstream connect timed out");
+            return Err(ProxyError::UpstreamConnect);
+        }
+    };
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| {
+            tracing::debug!(endpoint = %address, %error, "upstream handshake failed");
+            ProxyError::UpstreamConnect
+        })?;
+    endpoint.connections.opened.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(Idle {
+        sender,
+        idle_since: monotonic_nanos(),
+    })
+}
+
+/// Tries each address `host:port` resolves to, in order.
+async fn connect_by_name(address: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the name resolved to no address")))
+}
+
+/// How often [`reap`] looks for expired idle connections.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every [`REAP_INTERVAL`], drops the idle connections that have outlived their cluster's idle
+/// timeout, in the clusters of the current snapshot (connections of clusters or endpoints that
+/// left the config close when their state is dropped). Runs until aborted.
+pub async fn reap(shared: Arc<crate::state::Shared>) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snapshot = shared.snapshot.load();
+        let mut evicted = 0;
+        for cluster in snapshot.clusters.values() {
+            for endpoint in cluster.balancer.states() {
+                evicted += endpoint.connections.evict_idle(cluster.pool.idle_timeout);
+            }
+        }
+        if evicted > 0 {
+            tracing::debug!(evicted, "closed idle upstream connections");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
