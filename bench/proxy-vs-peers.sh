@@ -8,11 +8,11 @@
 # modes that need it), builds the release `proxy` and `control-plane` into
 # $CARGO_TARGET_DIR (default <repo>/target-bench), and runs peers.sh with Switchyard as an
 # extra column (bench/columns/switchyard.sh: control plane on a temp SQLite db, the same
-# two-origin round-robin cluster, a catch-all route, proxy exec'd with one tokio worker).
+# two-origin round-robin cluster, a catch-all route, proxy exec'd with one traffic worker).
 #
 #   --policy     also add the column "sy-policy": the same proxy with 1,000 other routes
-#                configured (policy-cost mode; API-key auth and rate limits are not implemented
-#                in the proxy yet, so they are NOT part of it -- see bench/README.md).
+#                configured and API-key auth + a per-IP rate limit that never trips on the
+#                benchmarked route; every column's load generator then sends the API key.
 #   -q half-nginx  (rate mode) first measure throughput, then run the fixed-rate mode at half
 #                of nginx's median saturation rate from that same run.
 #   --no-build / --no-install  skip those steps.
@@ -92,13 +92,28 @@ export SWITCHYARD_BIN_DIR="$CARGO_TARGET_DIR/release"
 export VALGRIND_OPTS="${VALGRIND_OPTS:-} --trace-children-skip=*/setsid,*/curl,*/sleep,*/seq,*/sed,*/grep,*/wc,*/sort,*/mkdir,*/dirname"
 extras=(-x "switchyard:$SWITCHYARD_PORT:exec '$HERE/columns/switchyard.sh'")
 if (( policy )); then
-  say "policy-cost column: 1,000 extra routes. API-key auth and rate limits are not implemented" \
-      "in the proxy yet (a later issue): they are not part of this measurement."
   seed="$HERE/.run/seed-$(date +%Y%m%d-%H%M%S)-$$/seed.db"
   mkdir -p "$(dirname "$seed")"
-  say "writing the 1,000-route seed database $seed"
+  say "writing the seed database $seed (1,000 routes, consumer 'bench' with an API key)"
   SWITCHYARD_MAKE_SEED="$seed" SWITCHYARD_EXTRA_ROUTES=1000 "$HERE/columns/switchyard.sh"
-  extras+=(-x "sy-policy:$((SWITCHYARD_PORT + 1)):SWITCHYARD_EXTRA_ROUTES=1000 SWITCHYARD_SEED_DB='$seed' exec '$HERE/columns/switchyard.sh'")
+  extras+=(-x "sy-policy:$((SWITCHYARD_PORT + 1)):SWITCHYARD_POLICY=1 SWITCHYARD_EXTRA_ROUTES=1000 SWITCHYARD_SEED_DB='$seed' exec '$HERE/columns/switchyard.sh'")
+  # peers.sh's load generators send no custom header; wrappers add the API key to every
+  # request of every column (the others forward it like any header), so all columns see the
+  # same request.
+  key=$(cat "$(dirname "$seed")/api-key")
+  wrk_bin=$(command -v "${WRK:-wrk}")
+  for tool in wrk oha; do
+    real=$wrk_bin; [[ $tool == oha ]] && real=${OHA:-}
+    [[ -n "$real" ]] || continue
+    printf '#!/bin/sh\nexec %q -H %q "$@"\n' "$real" "x-api-key: $key" > "$(dirname "$seed")/$tool"
+    chmod +x "$(dirname "$seed")/$tool"
+  done
+  export WRK="$(dirname "$seed")/wrk"
+  [[ -n "${OHA:-}" ]] && export OHA="$(dirname "$seed")/oha"
+  # peers.sh's own readiness and origin checks use curl: give it the key too (.curlrc).
+  printf 'header = "x-api-key: %s"\n' "$key" > "$(dirname "$seed")/.curlrc"
+  export CURL_HOME="$(dirname "$seed")"
+  say "policy column: API-key auth + a per-IP rate limit that never trips on the catch-all route"
 fi
 
 stamp=$(date +%Y%m%d-%H%M%S)

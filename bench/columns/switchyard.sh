@@ -9,17 +9,20 @@
 #      under `-m instr` it is not run under valgrind (see VALGRIND_OPTS in proxy-vs-peers.sh);
 #   2. configures over REST the same two-origin round-robin cluster as the peers
 #      ($BENCH_ORIGIN1, $BENCH_ORIGIN2), a catch-all route, and SWITCHYARD_EXTRA_ROUTES other
-#      routes (policy-cost mode: 1,000, none of which matches the benchmark path `/`);
+#      routes (policy-cost mode: 1,000, none of which matches the benchmark path `/`); with
+#      SWITCHYARD_POLICY=1 the catch-all route also requires an API key (`auth.api_key`) and
+#      has a per-IP rate limit that never trips (10^9 requests per second);
 #   3. `exec`s the proxy on $BENCH_LISTEN with RUST_LOG=warn (no per-request log line) and
-#      TOKIO_WORKER_THREADS=1 (the proxy has no worker-thread flag; `#[tokio::main]` honours
-#      the variable). The proxy answers 200 on `/` only once it holds the config, which is what
-#      peers.sh waits for before it sends load.
+#      `--workers 1` (one traffic thread, as peers.sh asks of every column; the control side
+#      has a thread of its own, idle during the run). The proxy answers 200 on `/` only once it
+#      holds the config, which is what peers.sh waits for before it sends load.
 #
 # Env: SWITCHYARD_BIN_DIR (default <repo>/target-bench/release), SWITCHYARD_EXTRA_ROUTES (0),
 # SWITCHYARD_SEED_DB: a database already holding the extra routes, copied instead of writing
 # them over REST (1,000 REST writes take longer than peers.sh waits for a column to answer).
 # SWITCHYARD_MAKE_SEED=<db>: only write that seed database (placeholder cluster + the extra
-# routes) and exit; proxy-vs-peers.sh does this once before the run.
+# routes + consumer `bench` with one API key, written to `<db dir>/api-key`) and exit;
+# proxy-vs-peers.sh does this once before the run and makes the load generator send the key.
 set -euo pipefail
 make_seed=${SWITCHYARD_MAKE_SEED:-}
 if [[ -n "$make_seed" ]]; then
@@ -97,7 +100,11 @@ put_block() {  # put_block PATH JSON (JSON already escaped for a curl config str
     fi
     put_block "/api/v1/routes/svc-$i" "{\\\"match\\\": $match, \\\"cluster\\\": \\\"origins\\\"}"
   done
-  put_block /api/v1/routes/catch-all "{\\\"match\\\": {\\\"path_prefix\\\": \\\"/\\\"}, \\\"cluster\\\": \\\"origins\\\"}"
+  policies=""
+  if [[ "${SWITCHYARD_POLICY:-0}" == 1 ]]; then
+    policies=", \\\"auth\\\": {\\\"api_key\\\": true}, \\\"rate_limit\\\": {\\\"requests\\\": 1000000000, \\\"per_seconds\\\": 1, \\\"by\\\": \\\"ip\\\"}"
+  fi
+  put_block /api/v1/routes/catch-all "{\\\"match\\\": {\\\"path_prefix\\\": \\\"/\\\"}, \\\"cluster\\\": \\\"origins\\\"$policies}"
 } | sed '$d' > "$work/config.curl"   # drop the trailing `next`
 curl -K "$work/config.curl" > "$work/config.status" 2> "$work/config.err" || true
 expected=$(( seeded ? 2 : extra_routes + 2 ))
@@ -106,7 +113,14 @@ if grep -qvE '^20[01]$' "$work/config.status" || [[ $(wc -l < "$work/config.stat
   sort "$work/config.status" | uniq -c >&2; cat "$work/config.err" >&2; exit 1
 fi
 
-if [[ -n "$make_seed" ]]; then  # stop the control plane (by PID) so the database is complete
+if [[ -n "$make_seed" ]]; then
+  # The consumer the policy column's load generator authenticates as; its key is shown once.
+  curl -sf -o /dev/null -X PUT -H 'content-type: application/json' -d '{"name": "bench"}' \
+    "$admin/api/v1/consumers/bench"
+  curl -sf -X POST -H 'content-type: application/json' -d '{}' "$admin/api/v1/consumers/bench/keys" \
+    | grep -o '"key": *"sy_[^"]*"' | sed 's/.*"\(sy_[^"]*\)"/\1/' > "$work/api-key"
+  [[ -s "$work/api-key" ]] || { echo "switchyard column: could not create the bench API key" >&2; exit 1; }
+  # Stop the control plane (by PID) so the database is complete.
   cp_pid=$(cat "$work/control-plane.pid")
   kill -TERM "$cp_pid"
   for _ in $(seq 1 100); do kill -0 "$cp_pid" 2>/dev/null || exit 0; sleep 0.1; done
@@ -114,6 +128,5 @@ if [[ -n "$make_seed" ]]; then  # stop the control plane (by PID) so the databas
 fi
 
 proxy_admin_port=$(free_port)
-export TOKIO_WORKER_THREADS=1
 exec "$bin_dir/proxy" --control-plane "http://127.0.0.1:$xds_port" --listen "$BENCH_LISTEN" \
-  --admin-addr "127.0.0.1:$proxy_admin_port" --node-id "bench-$$"
+  --admin-addr "127.0.0.1:$proxy_admin_port" --node-id "bench-$$" --workers 1

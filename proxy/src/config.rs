@@ -21,6 +21,9 @@ pub struct Config {
     pub node_id: String,
     /// Node labels, sent as `Node.metadata`.
     pub labels: BTreeMap<String, String>,
+    /// Traffic worker threads, each with its own listener socket (`SO_REUSEPORT`) and
+    /// current-thread runtime; default: the number of CPUs this process may use.
+    pub workers: usize,
     /// How long graceful shutdown waits for in-flight requests before giving up.
     pub drain_timeout: Duration,
     /// Bootstrap token presented to the control plane on the config and report streams
@@ -37,6 +40,7 @@ impl Config {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 9901)),
             node_id: default_node_id(),
             labels: BTreeMap::new(),
+            workers: default_workers(),
             drain_timeout: Duration::from_secs(10),
             control_plane_token: None,
         }
@@ -126,6 +130,11 @@ pub fn parse_control_plane(text: &str) -> Result<Vec<String>, ConfigError> {
 }
 
 /// Hostname + "-" + pid; the hostname comes from `/proc/sys/kernel/hostname`, else "proxy".
+/// One worker per CPU this process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 pub fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

@@ -32,16 +32,42 @@ fn hop_by_hop() -> [&'static HeaderName; 7] {
     ]
 }
 
-/// Bit `i` set when `hop_by_hop()[i]` is among `headers` (one pass, no hashing).
-fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+/// Which hop-by-hop headers are present (bit `i` for `hop_by_hop()[i]`), and whether a
+/// `Connection` value names anything beyond them (`close` and the fixed set need no lookup).
+/// One pass over the entries: no hashing, no allocation.
+fn hop_by_hop_present(headers: &HeaderMap) -> (u8, bool) {
     let fixed = hop_by_hop();
     let mut present = 0u8;
-    for name in headers.keys() {
+    let mut names_others = false;
+    for (name, value) in headers {
         if let Some(index) = fixed.iter().position(|hop| *hop == name) {
             present |= 1 << index;
+            if index == 0 && !names_only_fixed(value) {
+                names_others = true;
+            }
         }
     }
-    present
+    (present, names_others)
+}
+
+/// Whether a `Connection` value lists only `close` and hop-by-hop names (the usual
+/// `keep-alive` / `close` / `upgrade`).
+fn names_only_fixed(value: &HeaderValue) -> bool {
+    connection_tokens(value).all(|token| token.is_empty() || is_fixed_token(token))
+}
+
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|byte| *byte == b',')
+        .map(<[u8]>::trim_ascii)
+}
+
+fn is_fixed_token(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"close")
+        || hop_by_hop()
+            .iter()
+            .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
 }
 
 /// The client side of a connection, with its forwarding header values precomputed.
@@ -94,14 +120,14 @@ pub fn generate_request_id() -> HeaderValue {
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names. One pass over
-/// the names finds which are present, and only those are removed; the usual
-/// `Connection: keep-alive` / `close` costs no allocation (those tokens name no other header).
+/// the entries finds which are present, and only those are removed; the usual
+/// `Connection: keep-alive` / `close` costs no allocation and no extra lookup.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = hop_by_hop_present(headers);
+    let (present, names_others) = hop_by_hop_present(headers);
     if present == 0 {
         return;
     }
-    if present & 1 != 0 {
+    if names_others {
         for name in connection_named(headers) {
             headers.remove(name);
         }
@@ -113,30 +139,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Header names listed in `Connection` beyond the fixed hop-by-hop set (rare: empty and
-/// unallocated in the common case).
+/// Header names listed in `Connection` beyond the fixed hop-by-hop set.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut named = Vec::new();
-    let tokens = headers
+    headers
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-        .map(<[u8]>::trim_ascii);
-    for token in tokens {
-        if token.is_empty() || token.eq_ignore_ascii_case(b"close") {
-            continue;
-        }
-        if hop_by_hop()
-            .iter()
-            .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
-        {
-            continue;
-        }
-        if let Ok(name) = HeaderName::from_bytes(token) {
-            named.push(name);
-        }
-    }
-    named
+        .flat_map(connection_tokens)
+        .filter(|token| !token.is_empty() && !is_fixed_token(token))
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect()
 }
 
 /// Rewrites a request's headers for the upstream.

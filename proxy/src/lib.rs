@@ -11,8 +11,10 @@
 //! - [`resource_set`]: the resources held, with versions (what `initial_resource_versions` and
 //!   `/config_dump` report).
 //! - [`snapshot`]: immutable compiled config — [`router::Router`] (with each route's filter
-//!   chain), one balancer and connection pool per cluster, the API-key index and the JWT
+//!   chain), one balancer per cluster (endpoint states own their connection pools), the API-key index and the JWT
 //!   verifiers — read lock-free through an `ArcSwap`.
+//! - [`workers`] / [`listeners`]: traffic threads, one current-thread runtime and one
+//!   `SO_REUSEPORT` socket each.
 //! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
 //! - [`handler`]: the request path — one snapshot load, route, filters, act, JSON errors,
 //!   metrics.
@@ -24,7 +26,7 @@
 //! - [`cluster`]: a cluster at run time — per-config [`cluster::ClusterRuntime`] and the
 //!   long-lived [`cluster::ClusterState`] kept across configs.
 //! - [`balancer`]: endpoint choice per cluster (one file per policy), priority and zone.
-//! - [`upstream`]: pooled client, header rewrite ([`forwarding`]), the exchange (retries,
+//! - [`upstream`]: per-endpoint connection pools, header rewrite ([`forwarding`]), the exchange (retries,
 //!   timeouts), [`circuit_breaker`], [`outlier`] detection.
 //! - [`health`]: active health checks, one background task per cluster.
 //! - [`reporter`]: endpoint health reports to the control plane (background task).
@@ -51,6 +53,7 @@ pub mod forwarding;
 pub mod handler;
 pub mod health;
 pub mod jwt;
+pub mod listeners;
 pub mod metrics;
 pub mod model;
 pub mod outlier;
@@ -61,6 +64,7 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod upstream;
+pub mod workers;
 pub mod xds_client;
 
 use std::net::SocketAddr;
@@ -82,6 +86,11 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start a traffic worker: {source}")]
+    Worker {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -90,7 +99,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Proxy {
     config: Config,
-    listener: TcpListener,
+    /// One traffic socket per worker, all on `listen_addr`.
+    listeners: Vec<std::net::TcpListener>,
     admin_listener: TcpListener,
     listen_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -102,13 +112,19 @@ impl Proxy {
         if config.control_plane.is_empty() {
             return Err(ConfigError::NoControlPlane.into());
         }
-        let listener = bind("listen", config.listen).await?;
+        let bind_error = |source| StartError::Bind {
+            what: "listen",
+            addr: config.listen,
+            source,
+        };
+        let listeners = listeners::bind(config.listen, config.workers).map_err(bind_error)?;
+        let listen_addr = listeners[0].local_addr().map_err(bind_error)?;
         let admin_listener = bind("admin", config.admin_addr).await?;
-        let listen_addr = local_addr("listen", &listener, config.listen)?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin_addr)?;
+        upstream::pool::set_workers(listeners.len());
         Ok(Self {
             config,
-            listener,
+            listeners,
             admin_listener,
             listen_addr,
             admin_addr,
@@ -130,7 +146,7 @@ impl Proxy {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let Proxy {
             config,
-            listener,
+            listeners,
             admin_listener,
             listen_addr,
             admin_addr,
@@ -162,23 +178,26 @@ impl Proxy {
             stop_rx.clone(),
             config.drain_timeout,
         ));
-        let traffic_shared = Arc::clone(&shared);
-        let traffic = tokio::spawn(server::serve(
-            "proxy",
-            listener,
-            move |request, client| {
-                let shared = Arc::clone(&traffic_shared);
-                async move { handler::handle(&shared, &client, request).await }
-            },
-            stop_rx,
-            config.drain_timeout,
-        ));
-        tracing::info!(%listen_addr, %admin_addr, node_id = %config.node_id, "proxy started");
+        let mut workers = Vec::with_capacity(listeners.len());
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let worker = workers::Worker::spawn(
+                index,
+                listener,
+                Arc::clone(&shared),
+                stop_rx.clone(),
+                config.drain_timeout,
+            )
+            .map_err(|source| StartError::Worker { source })?;
+            workers.push(worker);
+        }
+        tracing::info!(%listen_addr, %admin_addr, node_id = %config.node_id, workers = workers.len(), "proxy started");
 
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        let _ = traffic.await;
+        for worker in workers {
+            worker.join().await;
+        }
         // Reports last, so they carry what happened while draining; bounded by the flush.
         let _ = report_stop_tx.send(true);
         let flush = reporter::FLUSH_TIMEOUT + std::time::Duration::from_millis(500);

@@ -34,6 +34,9 @@ struct Flags {
     /// Node labels, key=value,…
     #[arg(long, env = "NODE_LABELS", default_value = "")]
     labels: String,
+    /// Traffic worker threads (default: one per CPU available to the process).
+    #[arg(long, env = "WORKERS")]
+    workers: Option<usize>,
     /// Bootstrap token for the control plane's `--proxy-token`.
     #[arg(long, env = "CONTROL_PLANE_TOKEN", hide_env_values = true)]
     control_plane_token: Option<String>,
@@ -73,6 +76,11 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
     config.listen = flags.listen;
     config.admin_addr = flags.admin_addr;
     config.labels = labels;
+    match flags.workers {
+        Some(0) => anyhow::bail!("invalid --workers: must be at least 1"),
+        Some(workers) => config.workers = workers,
+        None => {}
+    }
     if let Some(token) = flags.control_plane_token {
         config::control_plane_authorization(&token).context("invalid --control-plane-token")?;
         config.control_plane_token = Some(token);
@@ -95,7 +103,9 @@ fn init_tracing() {
     }
 }
 
-#[tokio::main]
+/// The control side (xDS, admin, reports, health checks) runs on this thread's runtime; traffic
+/// runs on the worker threads the proxy starts.
+#[tokio::main(flavor = "current_thread")]
 async fn serve(config: Config) -> anyhow::Result<()> {
     switchyard_proxy::run(config, shutdown_signal())
         .await

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub struct Upstream {
     label: String,
     addr: SocketAddr,
     state: Arc<Mutex<Behaviour>>,
+    /// TCP connections accepted so far.
+    connections: Arc<AtomicUsize>,
     /// Owns the accept loop, which owns every connection task: aborting it closes them all.
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -72,11 +75,18 @@ impl Upstream {
             response_headers: Vec::new(),
             requests: Vec::new(),
         }));
-        let server = tokio::spawn(serve(listener, label.to_owned(), state.clone()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn(serve(
+            listener,
+            label.to_owned(),
+            state.clone(),
+            Arc::clone(&connections),
+        ));
         Upstream {
             label: label.to_owned(),
             addr,
             state,
+            connections,
             server: Some(server),
         }
     }
@@ -121,6 +131,11 @@ impl Upstream {
     }
 
     /// Requests received so far.
+    /// TCP connections accepted so far (how well the proxy reuses its upstream connections).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     pub fn hits(&self) -> usize {
         self.lock().requests.len()
     }
@@ -153,12 +168,18 @@ impl Drop for Upstream {
     }
 }
 
-async fn serve(listener: TcpListener, label: String, state: Arc<Mutex<Behaviour>>) {
+async fn serve(
+    listener: TcpListener,
+    label: String,
+    state: Arc<Mutex<Behaviour>>,
+    accepted: Arc<AtomicUsize>,
+) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
+        accepted.fetch_add(1, Ordering::SeqCst);
         // Reap finished connection tasks so the set does not grow with every connection.
         while connections.try_join_next().is_some() {}
         let label = label.clone();

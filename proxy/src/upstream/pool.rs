@@ -8,13 +8,18 @@
 //! ([`Pooled::release`]). A body dropped early closes the connection (HTTP/1.1 cannot abandon
 //! an exchange and keep the connection).
 //!
+//! Each pool has one idle stack per traffic worker ([`crate::workers`]): a connection's task
+//! runs on the worker that opened it, and the worker that serves a request takes connections
+//! from its own stack, so an exchange never wakes another thread.
+//!
 //! Idle timeout: [`reap`] runs in the background and drops connections that have sat in their
 //! pool for [`PoolSettings::idle_timeout`] (dropping the last handle of an idle HTTP/1.1
 //! connection makes its task close the socket). The request path pays nothing for it: no timer
 //! per connection or per request. A connection the upstream closed is noticed at checkout
 //! (`is_ready` is false) and skipped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,12 +48,41 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
 }
 
-/// One endpoint's idle connections.
-#[derive(Debug, Default)]
+/// Traffic workers in this process: the number of idle stacks a new pool gets.
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The traffic worker this thread is (0 on every other thread).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Declares that `workers` traffic workers exist (pools created from now on get a stack each).
+pub fn set_workers(workers: usize) {
+    WORKERS.fetch_max(workers.max(1), Ordering::Relaxed);
+}
+
+/// Marks the calling thread as traffic worker `index`.
+pub fn enter_worker(index: usize) {
+    WORKER.set(index);
+}
+
+/// One endpoint's idle connections, a stack per traffic worker.
+#[derive(Debug)]
 pub struct ConnectionPool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Box<[Mutex<Vec<Idle>>]>,
     /// Connections opened to this endpoint so far (`/metrics`, tests).
     opened: AtomicU64,
+}
+
+impl Default for ConnectionPool {
+    fn default() -> Self {
+        Self {
+            idle: (0..WORKERS.load(Ordering::Relaxed))
+                .map(|_| Mutex::default())
+                .collect(),
+            opened: AtomicU64::new(0),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -64,21 +98,23 @@ impl ConnectionPool {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Idle connections right now (some may have been closed by the upstream since).
+    /// Idle connections right now, over all workers (some may have been closed by the
+    /// upstream since).
     pub fn idle(&self) -> usize {
-        self.lock().len()
+        self.idle.iter().map(|stack| lock(stack).len()).sum()
     }
 
     /// Idle connections right now that are still open.
     pub fn idle_and_open(&self) -> usize {
-        self.lock().iter().filter(|c| !c.sender.is_closed()).count()
+        self.idle
+            .iter()
+            .map(|stack| lock(stack).iter().filter(|c| !c.sender.is_closed()).count())
+            .sum()
     }
 
+    /// The calling worker's stack.
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        // A panic while holding this lock leaves a plain Vec behind: still consistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.idle[WORKER.get() % self.idle.len()])
     }
 
     /// The most recently used live connection, if any.
@@ -104,27 +140,33 @@ impl ConnectionPool {
     /// Drops the connections idle for `idle_timeout` or more, and those already closed;
     /// returns how many were dropped.
     pub fn evict_idle(&self, idle_timeout: Duration) -> usize {
-        let timeout = u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX);
-        let now = monotonic_nanos();
-        let evicted: Vec<Idle> = {
-            let mut idle = self.lock();
-            let before = idle.len();
-            let mut kept = Vec::with_capacity(before);
-            let mut evicted = Vec::new();
-            for connection in idle.drain(..) {
-                let expired = now.saturating_sub(connection.idle_since) >= timeout;
-                if expired || connection.sender.is_closed() {
-                    evicted.push(connection);
-                } else {
-                    kept.push(connection);
-                }
-            }
-            *idle = kept;
-            evicted
-        };
-        // Dropped outside the lock.
-        evicted.len()
+        self.idle
+            .iter()
+            .map(|stack| evict_expired(stack, idle_timeout))
+            .sum()
     }
+}
+
+fn lock(stack: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    // A panic while holding this lock leaves a plain Vec behind: still consistent.
+    stack
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drops the connections of `stack` idle for `idle_timeout` or more, and those closed.
+fn evict_expired(stack: &Mutex<Vec<Idle>>, idle_timeout: Duration) -> usize {
+    let timeout = u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+    let now = monotonic_nanos();
+    let evicted: Vec<Idle> = {
+        let mut idle = lock(stack);
+        let (evicted, kept) = idle.drain(..).partition(|connection: &Idle| {
+            now.saturating_sub(connection.idle_since) >= timeout || connection.sender.is_closed()
+        });
+        *idle = kept;
+        evicted
+    };
+    evicted.len() // the connections close as `evicted` drops, outside the lock
 }
 
 /// A connection carrying one exchange. Give it back with [`Pooled::release`] once the

@@ -1,0 +1,66 @@
+//! Traffic workers: one OS thread per worker, each with a current-thread Tokio runtime serving
+//! its own listener ([`crate::listeners`]). A request lives and dies on one thread — its
+//! client connection, its filters, its upstream connection (each worker has its own idle
+//! stack in every endpoint pool) — so the request path has no cross-thread wake-ups and no
+//! work-stealing scheduler. The control side (xDS client, admin, reports, health checks) runs
+//! on the caller's runtime, apart from traffic, as Envoy's main thread does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::forwarding::ClientInfo;
+use crate::state::Shared;
+use crate::{handler, server, upstream};
+
+/// A running worker; [`Worker::join`] waits until it has drained and stopped.
+#[derive(Debug)]
+pub struct Worker {
+    done: oneshot::Receiver<()>,
+}
+
+impl Worker {
+    /// Starts worker `index` serving `listener` until `stop` turns true.
+    pub fn spawn(
+        index: usize,
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+        drain_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                upstream::pool::enter_worker(index);
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            tracing::error!(worker = index, %error, "cannot adopt the listener");
+                            return;
+                        }
+                    };
+                    let handler = move |request, client: Arc<ClientInfo>| {
+                        let shared = Arc::clone(&shared);
+                        async move { handler::handle(&shared, &client, request).await }
+                    };
+                    server::serve("proxy", listener, handler, stop, drain_timeout).await;
+                });
+                // Upstream connection tasks of this worker end with its runtime.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Self { done })
+    }
+
+    /// Completes once the worker has drained its connections and stopped.
+    pub async fn join(self) {
+        let _ = self.done.await;
+    }
+}

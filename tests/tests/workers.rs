@@ -1,0 +1,81 @@
+//! Traffic workers and upstream keep-alive through the real binary: a proxy started with
+//! `--workers 2` answers on every client connection (the kernel spreads them over the two
+//! `SO_REUSEPORT` sockets), and reuses its upstream connections — one per worker when the
+//! requests come one at a time, however many client connections carry them.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+use e2e::resources::{cluster, route};
+use e2e::{ControlPlane, Db, HttpClient, Proxy, Upstream, on_every_database};
+
+on_every_database!(workers_share_the_port_and_reuse_upstream_connections);
+
+const REQUESTS: usize = 40;
+
+async fn workers_share_the_port_and_reuse_upstream_connections(db: Db) {
+    let upstream = Upstream::start("origin").await;
+    let cp = ControlPlane::start(db).await;
+    cp.put_cluster(&cluster("web", &[(&upstream.address(), 1)]))
+        .await;
+    cp.put_route(&route("web", "/", "web")).await;
+    let mut proxy = Proxy::spawn(
+        &cp.xds_url(),
+        &format!("workers-{db}"),
+        "",
+        &["--workers", "2"],
+    );
+    proxy.wait_ready().await;
+
+    // One client connection, one worker: one upstream connection carries every request.
+    one_connection(&proxy, REQUESTS).await;
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "sequential requests on one client connection share one upstream connection"
+    );
+
+    // A new client connection per request: each lands on one of the two workers, which takes
+    // its own idle upstream connection (or opens its first).
+    for _ in 0..REQUESTS {
+        let fresh = HttpClient::new();
+        let response = fresh
+            .send("GET", &format!("{}/", proxy.url()), &[], Default::default())
+            .await
+            .expect("an answer on a new client connection");
+        assert_eq!(response.status, 200);
+    }
+    assert!(
+        upstream.connections() <= 2,
+        "at most one upstream connection per worker, got {}",
+        upstream.connections()
+    );
+    assert_eq!(upstream.hits(), 2 * REQUESTS);
+}
+
+/// `count` sequential `GET /` on a single client connection (a pooling client may open a
+/// second one when the first has not been handed back yet; this one cannot).
+async fn one_connection(proxy: &Proxy, count: usize) {
+    let address = proxy.url().trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect to the proxy");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/1.1 handshake");
+    let driver = tokio::spawn(connection);
+    for _ in 0..count {
+        sender.ready().await.expect("the connection stays open");
+        let request = Request::get("/")
+            .header("host", address.as_str())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("a response");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.expect("the body");
+    }
+    drop(sender);
+    let _ = driver.await;
+}
