@@ -8,7 +8,6 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sha2::{Digest, Sha256};
 use switchyard_proto::v1;
 use switchyard_proxy::filters::auth::ConsumerIndex;
 use switchyard_proxy::filters::rate_limit::{BucketKey, RateLimiter};
@@ -24,7 +23,9 @@ fn consumers(n: usize) -> Vec<ConsumerSpec> {
                 quota: String::new(),
                 keys: vec![v1::ApiKeyHash {
                     id: format!("key_{i}"),
-                    sha256: Sha256::digest(key.as_bytes()).to_vec(),
+                    sha256: ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+                        .as_ref()
+                        .to_vec(),
                 }],
             };
             ConsumerSpec::try_from(&proto).expect("valid consumer")

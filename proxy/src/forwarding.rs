@@ -163,10 +163,10 @@ pub fn prepare_upstream_request(
     append_list(headers, &header::FORWARDED, &client.forwarded);
 }
 
-/// Rewrites an upstream response's headers for the client.
-pub fn prepare_downstream_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
+/// Rewrites an upstream response's headers for the client (the handler sets `x-request-id`
+/// on every response, this one included).
+pub fn prepare_downstream_response(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 }
 
 /// Appends `value` to a comma-separated list header, folding repeated fields into one.

@@ -17,8 +17,6 @@
 //! enforces its own budget (fleet-wide budgets are quotas).
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,7 +71,8 @@ pub struct RateLimiter {
     route: AtomicU64,
     shards: Box<[Mutex<HashMap<BucketKey, u64>>]>,
     per_shard: usize,
-    hasher: RandomState,
+    /// Seeds the shard choice (see [`RateLimiter::shard_of`]).
+    seed: u64,
     limit_value: HeaderValue,
     policy_value: HeaderValue,
 }
@@ -101,7 +100,7 @@ impl RateLimiter {
             route: AtomicU64::new(0),
             shards: shards.into_boxed_slice(),
             per_shard: max_buckets.div_ceil(SHARDS).max(1),
-            hasher: RandomState::new(),
+            seed: fastrand::u64(..),
             limit_value: HeaderValue::from(spec.requests),
             policy_value: HeaderValue::from_str(&format!(
                 "{};w={}",
@@ -130,7 +129,7 @@ impl RateLimiter {
             (RateLimitBy::Route, _) | (_, None) => return self.check_route(now),
             (_, Some(key)) => key,
         };
-        let shard = &self.shards[self.hasher.hash_one(&key) as usize % self.shards.len()];
+        let shard = &self.shards[self.shard_of(&key)];
         let mut buckets = shard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -145,6 +144,24 @@ impl RateLimiter {
         }
         buckets.insert(key, next);
         decision
+    }
+
+    /// The shard holding `key`: a seeded multiply-shift of the key's bits — one multiply,
+    /// not a second SipHash (the shard's own map keeps SipHash, which is what protects it from
+    /// chosen keys; a skewed shard choice would only cost lock sharing).
+    fn shard_of(&self, key: &BucketKey) -> usize {
+        let bits = match key {
+            BucketKey::Ip(IpAddr::V4(v4)) => u64::from(u32::from(*v4)),
+            BucketKey::Ip(IpAddr::V6(v6)) => {
+                let all = u128::from(*v6);
+                (all as u64) ^ ((all >> 64) as u64)
+            }
+            BucketKey::Consumer(name) => name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            }),
+        };
+        let mixed = (bits ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as usize % self.shards.len()
     }
 
     fn check_route(&self, now: u64) -> Decision {

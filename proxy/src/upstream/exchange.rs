@@ -20,7 +20,7 @@ use super::GuardedBody;
 use super::pool::{self, Pooled};
 use super::retry::{MAX_REPLAY_BODY, Outcome, should_retry};
 use crate::balancer::{InFlightGuard, PickContext};
-use crate::body::{BodyError, BoxError, ProxyBody, full};
+use crate::body::{BodyError, BoxError, ProxyBody, empty, full};
 use crate::circuit_breaker::RequestPermit;
 use crate::cluster::{ClusterRuntime, ClusterStats};
 use crate::error::ProxyError;
@@ -120,7 +120,9 @@ where
             }
         }
         let body = match &replay {
+            Some(bytes) if bytes.is_empty() => empty(),
             Some(bytes) => full(bytes.clone()),
+            None if stream.as_ref().is_some_and(Body::is_end_stream) => empty(),
             None => stream
                 .take()
                 .expect("a streamed body has one attempt")
@@ -164,7 +166,7 @@ where
         }
         let (response, pooled) = result?;
         let (mut parts, body) = response.into_parts();
-        forwarding::prepare_downstream_response(&mut parts.headers, request_id);
+        forwarding::prepare_downstream_response(&mut parts.headers);
         let endpoint = Arc::clone(state);
         let held = Held {
             _request: admitted,
