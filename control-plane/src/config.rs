@@ -25,6 +25,12 @@ pub struct Config {
     /// client that reaches `--xds-addr` may connect.
     #[arg(long, env = "PROXY_TOKEN", hide_env_values = true)]
     pub proxy_token: Option<String>,
+    /// MiB of whole configs (first syncs) sent at once: a stream's first sync waits until its
+    /// config's size fits (a config larger than the budget goes alone) and holds its share
+    /// until the proxy ACKs or NACKs, at most 5 s. Bounds the memory of a (re)connecting fleet.
+    /// Default: 4 per CPU.
+    #[arg(long, env = "FIRST_SYNC_BUDGET_MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub first_sync_budget_mib: Option<u32>,
 }
 
 /// A setting that cannot work.

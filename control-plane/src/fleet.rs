@@ -6,12 +6,13 @@
 //! fleet again as proxies reconnect (within their ~1 s backoff).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::model::Kind;
+use crate::snapshot::XdsResource;
 use crate::timestamp::rfc3339;
 
 /// A proxy's state as shown by the admin API.
@@ -94,19 +95,20 @@ impl Fleet {
     }
 
     /// Resources of `kind` were sent to `node_id` and await its ACK.
-    pub fn sent(&self, node_id: &str, kind: Kind, resources: &[(String, String)]) {
+    pub fn sent(&self, node_id: &str, kind: Kind, resources: &[Arc<XdsResource>]) {
         self.update(node_id, |record| {
-            for (name, version) in resources {
-                record.pending.insert((kind, name.clone()), version.clone());
+            for resource in resources {
+                let key = (kind, resource.name.clone());
+                record.pending.insert(key, resource.version.clone());
             }
         });
     }
 
     /// `node_id` ACKed the response for `kind` holding `names`.
-    pub fn acked(&self, node_id: &str, kind: Kind, names: &[String]) {
+    pub fn acked<'a>(&self, node_id: &str, kind: Kind, names: impl Iterator<Item = &'a str>) {
         self.update(node_id, |record| {
             for name in names {
-                record.pending.remove(&(kind, name.clone()));
+                record.pending.remove(&(kind, name.to_owned()));
             }
             record.nacked.remove(&kind);
         });
@@ -118,10 +120,10 @@ impl Fleet {
     }
 
     /// `node_id` NACKed the response for `kind` that carried `resources`.
-    pub fn nacked(&self, node_id: &str, kind: Kind, resources: &[(String, String)], error: &str) {
+    pub fn nacked(&self, node_id: &str, kind: Kind, resources: &[Arc<XdsResource>], error: &str) {
         self.update(node_id, |record| {
-            for (name, _) in resources {
-                record.pending.remove(&(kind, name.clone()));
+            for resource in resources {
+                record.pending.remove(&(kind, resource.name.clone()));
             }
             record.nacked.insert(
                 kind,
@@ -129,10 +131,10 @@ impl Fleet {
                     kind: kind.plural().to_owned(),
                     resources: resources
                         .iter()
-                        .map(|(name, version)| ResourceRef {
+                        .map(|resource| ResourceRef {
                             kind: kind.plural().to_owned(),
-                            name: name.clone(),
-                            version: version.clone(),
+                            name: resource.name.clone(),
+                            version: resource.version.clone(),
                         })
                         .collect(),
                     error: error.to_owned(),

@@ -6,8 +6,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use prost::Message;
-
 use crate::fleet::Fleet;
 
 /// Counters of the xDS and report servers.
@@ -40,11 +38,11 @@ impl Metrics {
         self.streams_open.fetch_sub(1, Relaxed);
     }
 
-    /// A response carrying `resources` resources was pushed.
-    pub fn response_sent(&self, resources: usize, response: &impl Message) {
+    /// A response carrying `resources` resources, `bytes` long once encoded, was pushed.
+    pub fn response_sent(&self, resources: usize, bytes: usize) {
         self.responses.fetch_add(1, Relaxed);
         self.resources.fetch_add(resources as u64, Relaxed);
-        self.bytes.fetch_add(response.encoded_len() as u64, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     /// A proxy request arrived; `nack` when it refused a response.

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use switchyard_proto::v1::report_service_server::ReportServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::api::{ApiState, router};
 use crate::config::{Config, ConfigError};
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::reports::{HealthView, ReportServer};
 use crate::snapshot::{self, Snapshot};
 use crate::store::{Store, StoreError};
-use crate::xds::AdsServer;
+use crate::xds::{AdsServer, FirstSyncLimit, first_sync};
 
 /// How long shutdown waits for in-flight admin requests and config streams.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -63,6 +63,7 @@ pub struct ControlPlane {
     admin_token_sha256: Option<[u8; 32]>,
     proxy_token_sha256: Option<credentials::TokenDigest>,
     snapshots: watch::Sender<Arc<Snapshot>>,
+    first_sync: FirstSyncLimit,
 }
 
 impl ControlPlane {
@@ -90,6 +91,12 @@ impl ControlPlane {
             metrics: Arc::default(),
             admin_token_sha256: config.admin_token.as_deref().map(credentials::digest),
             proxy_token_sha256: config.proxy_token.as_deref().map(credentials::digest),
+            first_sync: FirstSyncLimit::new(
+                (config.first_sync_budget_mib).unwrap_or_else(first_sync::default_budget_mib)
+                    as usize
+                    * (1 << 20),
+                first_sync::DEFAULT_HOLD,
+            ),
         })
     }
 
@@ -150,11 +157,16 @@ impl ControlPlane {
             stopped(),
         ));
 
-        let ads = AdsServer::new(snapshot_rx, self.fleet.clone(), self.metrics.clone());
+        let ads = AdsServer::new(
+            snapshot_rx,
+            self.fleet.clone(),
+            self.metrics.clone(),
+            self.first_sync,
+        );
         let xds = tokio::spawn(
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .add_service(AggregatedDiscoveryServiceServer::with_interceptor(
+                .add_service(InterceptedService::new(
                     ads,
                     credentials::grpc_interceptor(self.proxy_token_sha256),
                 ))

@@ -1,5 +1,6 @@
-//! The xDS view of the config: every resource encoded once as an `Any`, versioned by the
-//! revision that last changed it, shared by all streams.
+//! The xDS view of the config: every resource encoded once as an envoy `Resource` message,
+//! versioned by the revision that last changed it, shared by all streams (which copy those
+//! bytes into their responses; see `xds::response`).
 //!
 //! One builder task owns it. It follows the store's commits (including other replicas', see
 //! `Store::follow_other_replicas`, with a periodic check of the revision head as a backstop),
@@ -9,9 +10,13 @@
 //! diffs only those.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+use envoy_types::pb::envoy::service::discovery::v3::Resource;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
 use tokio::sync::watch;
 
 use crate::model::Kind;
@@ -33,8 +38,26 @@ pub struct XdsResource {
     pub name: String,
     /// Resource version: the revision that last changed it.
     pub version: String,
-    /// The encoded `switchyard.v1` message.
-    pub any: envoy_types::pb::google::protobuf::Any,
+    /// The encoded envoy `Resource` (name, version and the `switchyard.v1` message as `Any`).
+    pub encoded: Bytes,
+}
+
+impl XdsResource {
+    /// Encodes `any` once, with its name and version, as an envoy `Resource`.
+    pub fn new(name: String, version: String, any: Any) -> XdsResource {
+        let resource = Resource {
+            name,
+            version,
+            resource: Some(any),
+            ..Default::default()
+        };
+        let encoded = Bytes::from(resource.encode_to_vec());
+        XdsResource {
+            name: resource.name,
+            version: resource.version,
+            encoded,
+        }
+    }
 }
 
 /// An immutable view of the whole config at one revision.
@@ -48,6 +71,8 @@ pub struct Snapshot {
     /// (the first snapshot), in which case streams diff everything.
     pub changed: Option<Vec<(Kind, String)>>,
     resources: HashMap<Kind, HashMap<String, Arc<XdsResource>>>,
+    /// Sum of the encoded resources' lengths, computed when first asked for.
+    encoded_len: OnceLock<usize>,
 }
 
 impl Snapshot {
@@ -64,6 +89,14 @@ impl Snapshot {
     /// Number of resources of every kind.
     pub fn len(&self) -> usize {
         self.resources.values().map(HashMap::len).sum()
+    }
+
+    /// Bytes of every resource encoded: about what a proxy's first sync carries.
+    pub fn encoded_len(&self) -> usize {
+        *self.encoded_len.get_or_init(|| {
+            let of_kind = self.resources.values().flat_map(HashMap::values);
+            of_kind.map(|r| r.encoded.len()).sum()
+        })
     }
 
     /// Whether the config is empty.
@@ -88,6 +121,30 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// A snapshot holding `resources`, derived from `previous_revision` by `changed`.
+    pub(crate) fn of(
+        revision: i64,
+        previous_revision: i64,
+        changed: Option<Vec<(Kind, String)>>,
+        resources: Vec<(Kind, XdsResource)>,
+    ) -> Snapshot {
+        let mut snapshot = Snapshot {
+            revision,
+            previous_revision,
+            changed,
+            resources: HashMap::new(),
+            encoded_len: OnceLock::new(),
+        };
+        for (kind, resource) in resources {
+            let of_kind = snapshot.resources.entry(kind).or_default();
+            of_kind.insert(resource.name.clone(), Arc::new(resource));
+        }
+        snapshot
+    }
+}
+
 /// API key hashes by consumer name.
 type KeysByConsumer = HashMap<String, Vec<ApiKeyHash>>;
 
@@ -103,14 +160,14 @@ fn encode(
         )?,
         kind => convert::to_any(kind, &resource.name, &resource.spec)?,
     };
-    Ok(XdsResource {
-        name: resource.name.clone(),
-        version: resource.version.to_string(),
-        any: envoy_types::pb::google::protobuf::Any {
+    Ok(XdsResource::new(
+        resource.name.clone(),
+        resource.version.to_string(),
+        Any {
             type_url: any.type_url,
             value: any.value,
         },
-    })
+    ))
 }
 
 /// The key hashes of `consumer` (of every consumer when `None`), grouped by consumer.
@@ -147,6 +204,7 @@ pub async fn load(store: &Store) -> Result<Snapshot, StoreError> {
         previous_revision: revision,
         changed: None,
         resources: HashMap::new(),
+        encoded_len: OnceLock::new(),
     };
     let keys = load_keys(store, None).await?;
     for resource in store.list_all().await? {
@@ -163,6 +221,7 @@ pub async fn advance(store: &Store, current: &Snapshot, head: i64) -> Result<Sna
         previous_revision: current.revision,
         changed: Some(changes.iter().map(|c| (c.kind, c.name.clone())).collect()),
         resources: current.resources.clone(),
+        encoded_len: OnceLock::new(),
     };
     let mut keys = KeysByConsumer::new();
     for change in &changes {
@@ -254,7 +313,13 @@ mod tests {
         snapshot.insert(&resource(Kind::Cluster, "a", 7), &KeysByConsumer::new());
         let a = snapshot.get(Kind::Cluster, "a").unwrap();
         assert_eq!(a.version, "7");
-        assert_eq!(a.any.type_url, Kind::Cluster.type_url());
+        let decoded = Resource::decode(a.encoded.clone()).unwrap();
+        assert_eq!(
+            (decoded.name.as_str(), decoded.version.as_str()),
+            ("a", "7")
+        );
+        assert_eq!(decoded.resource.unwrap().type_url, Kind::Cluster.type_url());
         assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot.encoded_len(), a.encoded.len());
     }
 }

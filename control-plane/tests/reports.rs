@@ -45,6 +45,7 @@ async fn start_with(admin_token: Option<&str>) -> Harness {
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         admin_token: admin_token.map(str::to_owned),
         proxy_token: None,
+        first_sync_budget_mib: None,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

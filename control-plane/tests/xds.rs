@@ -44,6 +44,7 @@ async fn start_with_proxy_token(store_url: String, proxy_token: Option<&str>) ->
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         admin_token: None,
         proxy_token: proxy_token.map(str::to_owned),
+        first_sync_budget_mib: None,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

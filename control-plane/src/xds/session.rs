@@ -11,13 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
+use super::response::Response;
 use crate::fleet::Fleet;
 use crate::model::Kind;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, XdsResource};
 
 /// Why a session cannot go on.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -35,7 +34,7 @@ pub enum SessionError {
 struct InFlight {
     kind: Kind,
     revision: i64,
-    resources: Vec<(String, String)>,
+    resources: Vec<Arc<XdsResource>>,
     removed: Vec<String>,
 }
 
@@ -77,13 +76,26 @@ impl Session {
         self.node_id.as_deref()
     }
 
+    /// Whether `request` subscribes to a type this stream has not subscribed to yet, so that
+    /// answering it may mean sending every resource of that type.
+    pub fn opens_subscription(&self, request: &DeltaDiscoveryRequest) -> bool {
+        request.response_nonce.is_empty()
+            && Kind::from_type_url(&request.type_url)
+                .is_some_and(|k| !self.subscriptions.contains(&k))
+    }
+
+    /// Whether a response sent is still awaiting the proxy's ACK or NACK.
+    pub fn awaiting_answers(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
     /// Handles one request from the proxy against the current snapshot; returns the responses
     /// to send.
     pub fn on_request(
         &mut self,
         request: DeltaDiscoveryRequest,
         snapshot: &Arc<Snapshot>,
-    ) -> Result<Vec<DeltaDiscoveryResponse>, SessionError> {
+    ) -> Result<Vec<Response>, SessionError> {
         if self.node_id.is_none() {
             let node = request.node.as_ref().filter(|n| !n.id.is_empty());
             let node = node.ok_or(SessionError::MissingNode)?;
@@ -118,7 +130,7 @@ impl Session {
 
     /// Handles a new snapshot: the responses that bring every subscription up to date, in
     /// push order (clusters before routes).
-    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DeltaDiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Response> {
         if snapshot.revision == self.base.revision {
             return Vec::new();
         }
@@ -173,13 +185,9 @@ impl Session {
                     .nacked(&node_id, kind, &sent.resources, &status.message);
             }
             None => {
-                let names: Vec<String> = sent
-                    .resources
-                    .iter()
-                    .map(|(name, _)| name.clone())
-                    .chain(sent.removed.iter().cloned())
-                    .collect();
-                self.fleet.acked(&node_id, kind, &names);
+                let names = sent.resources.iter().map(|r| r.name.as_str());
+                let names = names.chain(sent.removed.iter().map(String::as_str));
+                self.fleet.acked(&node_id, kind, names);
                 self.report_if_synced();
             }
         }
@@ -208,18 +216,13 @@ impl Session {
         held: impl Fn(&str) -> Option<&'a str>,
         names: Vec<&str>,
         always: bool,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Response> {
         let mut resources = Vec::new();
         let mut removed = Vec::new();
         for name in names {
             match snapshot.get(kind, name) {
                 Some(resource) if held(name) != Some(resource.version.as_str()) => {
-                    resources.push(Resource {
-                        name: resource.name.clone(),
-                        version: resource.version.clone(),
-                        resource: Some(resource.any.clone()),
-                        ..Default::default()
-                    });
+                    resources.push(Arc::clone(resource));
                 }
                 None if held(name).is_some() => removed.push(name.to_owned()),
                 _ => {}
@@ -231,12 +234,8 @@ impl Session {
         resources.sort_by(|a, b| a.name.cmp(&b.name));
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
-        let sent: Vec<(String, String)> = resources
-            .iter()
-            .map(|r| (r.name.clone(), r.version.clone()))
-            .collect();
         if let Some(node_id) = &self.node_id {
-            self.fleet.sent(node_id, kind, &sent);
+            self.fleet.sent(node_id, kind, &resources);
         }
         self.nacked_since_send = false;
         self.in_flight.insert(
@@ -244,17 +243,16 @@ impl Session {
             InFlight {
                 kind,
                 revision: snapshot.revision,
-                resources: sent,
+                resources: resources.clone(),
                 removed: removed.clone(),
             },
         );
-        Some(DeltaDiscoveryResponse {
-            system_version_info: snapshot.revision.to_string(),
-            resources,
-            type_url: kind.type_url().to_owned(),
-            removed_resources: removed,
+        Some(Response {
+            kind,
+            revision: snapshot.revision,
             nonce,
-            ..Default::default()
+            resources,
+            removed,
         })
     }
 }
