@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::cluster::ClusterRuntime;
+
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implicit.
 const BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -133,34 +135,59 @@ impl Metrics {
     }
 }
 
-/// Per-cluster gauges and counters: healthy endpoints (computed now), ejections, retries,
-/// retry-budget refusals, circuit-breaker rejections and health-check failures.
+/// Per-cluster gauges and counters: endpoints (configured, healthy), upstream connections
+/// (opened, idle; summed over the endpoints' pools), ejections, retries, retry-budget
+/// refusals, circuit-breaker rejections and health-check failures. Computed now, on the admin
+/// path.
 pub fn render_clusters(out: &mut String, snapshot: &crate::snapshot::Snapshot) {
     let mut clusters: Vec<_> = snapshot.clusters.iter().collect();
     clusters.sort_by(|a, b| a.0.cmp(b.0));
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_proxy_cluster_healthy_endpoints Endpoints passing health checks and not ejected.\n\
-         # TYPE switchyard_proxy_cluster_healthy_endpoints gauge"
-    );
-    for (name, cluster) in &clusters {
-        let _ = writeln!(
-            out,
-            "switchyard_proxy_cluster_healthy_endpoints{{cluster=\"{name}\"}} {}",
-            cluster.balancer.healthy_count()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_proxy_cluster_endpoints Endpoints configured.\n\
-         # TYPE switchyard_proxy_cluster_endpoints gauge"
-    );
-    for (name, cluster) in &clusters {
-        let _ = writeln!(
-            out,
-            "switchyard_proxy_cluster_endpoints{{cluster=\"{name}\"}} {}",
-            cluster.balancer.states().len()
-        );
+    type Measure = fn(&ClusterRuntime) -> u64;
+    let computed: [(&str, &str, &str, Measure); 4] = [
+        (
+            "switchyard_proxy_cluster_healthy_endpoints",
+            "gauge",
+            "Endpoints passing health checks and not ejected.",
+            |c| c.balancer.healthy_count() as u64,
+        ),
+        (
+            "switchyard_proxy_cluster_endpoints",
+            "gauge",
+            "Endpoints configured.",
+            |c| c.balancer.states().len() as u64,
+        ),
+        (
+            "switchyard_proxy_cluster_upstream_connections_opened_total",
+            "counter",
+            "Upstream connections opened to the current endpoints (pool misses).",
+            |c| {
+                c.balancer
+                    .states()
+                    .iter()
+                    .map(|e| e.connections.opened())
+                    .sum()
+            },
+        ),
+        (
+            "switchyard_proxy_cluster_upstream_connections_idle",
+            "gauge",
+            "Idle upstream connections in the endpoints' pools.",
+            |c| {
+                let idle: usize = c
+                    .balancer
+                    .states()
+                    .iter()
+                    .map(|e| e.connections.idle())
+                    .sum();
+                idle as u64
+            },
+        ),
+    ];
+    for (metric, kind, help, measure) in computed {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+        for (name, cluster) in &clusters {
+            let _ = writeln!(out, "{metric}{{cluster=\"{name}\"}} {}", measure(cluster));
+        }
     }
     type Pick = fn(&crate::cluster::ClusterStats) -> &AtomicU64;
     let counters: [(&str, &str, Pick); 5] = [
@@ -202,7 +229,6 @@ pub fn render_clusters(out: &mut String, snapshot: &crate::snapshot::Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn renders_counters_and_histogram() {
         let metrics = Metrics::default();

@@ -1,7 +1,8 @@
 //! Traffic workers and upstream keep-alive through the real binary: a proxy started with
 //! `--workers 2` answers on every client connection (the kernel spreads them over the two
 //! `SO_REUSEPORT` sockets), and reuses its upstream connections — one per worker when the
-//! requests come one at a time, however many client connections carry them.
+//! requests come one at a time, however many client connections carry them — and says so on
+//! `/metrics`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -53,6 +54,19 @@ async fn workers_share_the_port_and_reuse_upstream_connections(db: Db) {
         upstream.connections()
     );
     assert_eq!(upstream.hits(), 2 * REQUESTS);
+
+    // The proxy's own account of its pools agrees with what the upstream saw.
+    let metrics = proxy.admin_get("/metrics").await.expect("/metrics").text();
+    let opened = format!(
+        "switchyard_proxy_cluster_upstream_connections_opened_total{{cluster=\"web\"}} {}",
+        upstream.connections()
+    );
+    assert!(metrics.contains(&opened), "{opened} in:\n{metrics}");
+    let idle = format!(
+        "switchyard_proxy_cluster_upstream_connections_idle{{cluster=\"web\"}} {}",
+        upstream.connections()
+    );
+    assert!(metrics.contains(&idle), "{idle} in:\n{metrics}");
 }
 
 /// `count` sequential `GET /` on a single client connection (a pooling client may open a
