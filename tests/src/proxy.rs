@@ -143,6 +143,19 @@ impl Proxy {
         self.process.kill();
     }
 
+    /// Waits (bounded) for the proxy to exit on its own; its exit code, `None` if it kept
+    /// running or died by a signal.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.process.exited() {
+                return status.and_then(|status| status.code());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)
     }

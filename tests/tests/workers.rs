@@ -4,6 +4,8 @@
 //! requests come one at a time, however many client connections carry them — and says so on
 //! `/metrics`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
@@ -13,6 +15,22 @@ use e2e::resources::{cluster, route};
 use e2e::{ControlPlane, Db, HttpClient, Proxy, Upstream, on_every_database};
 
 on_every_database!(workers_share_the_port_and_reuse_upstream_connections);
+
+#[tokio::test]
+async fn zero_workers_is_a_usage_error() {
+    let mut proxy = Proxy::spawn("http://127.0.0.1:1", "no-workers", "", &["--workers", "0"]);
+    assert_eq!(
+        proxy.exit_code(Duration::from_secs(10)).await,
+        Some(64),
+        "exit code 64 (EX_USAGE); log: {}",
+        proxy.log_tail(5)
+    );
+    assert!(
+        proxy.log_tail(5).contains("invalid --workers"),
+        "{}",
+        proxy.log_tail(5)
+    );
+}
 
 const REQUESTS: usize = 40;
 

@@ -38,7 +38,7 @@ use crate::error::ProxyError;
 /// upstreams is 60 s; Envoy's is 1 h; this is hyper-util's old default).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Idle connections kept per endpoint; beyond this a returned connection is closed.
+/// Idle connections kept per endpoint and worker; beyond this a returned connection is closed.
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 /// Connect settings of one cluster.
