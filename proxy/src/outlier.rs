@@ -7,7 +7,9 @@
 //!
 //! Called on the request path after each attempt: a success is one relaxed load; a failure an
 //! atomic add. An ejection spawns one timer task that brings the endpoint back (a generation
-//! number makes a stale timer harmless). Active health checks are a separate verdict
+//! number makes a stale timer harmless) and then, while the endpoint is not ejected again,
+//! takes one step off its multiplier per `base_ejection_ms` (Envoy decays it per detection
+//! interval), so an endpoint that failed last week does not start at the longest ejection. Active health checks are a separate verdict
 //! ([`crate::health`]); an endpoint takes traffic only when both allow it.
 
 use std::sync::Arc;
@@ -76,15 +78,37 @@ pub fn record(
     ClusterStats::add(&cluster.stats.ejections);
     tracing::warn!(endpoint = %endpoint.address, streak, ?duration, "endpoint ejected");
     let (cluster, endpoint) = (Arc::clone(cluster), Arc::clone(endpoint));
+    let decay_step = spec.base_ejection;
     tokio::spawn(async move {
         tokio::time::sleep(duration).await;
-        if endpoint.ejection_generation.load(Ordering::Acquire) == generation
-            && endpoint.set_ejected(false, &cluster)
-        {
+        if endpoint.ejection_generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if endpoint.set_ejected(false, &cluster) {
             cluster.ejected.fetch_sub(1, Ordering::AcqRel);
             tracing::info!(endpoint = %endpoint.address, "endpoint back from ejection");
         }
+        decay(&endpoint, generation, decay_step).await;
     });
+}
+
+/// Takes one step off `endpoint`'s ejection multiplier per `step` until it is 0 or the
+/// endpoint is ejected again (a new generation, whose task takes over).
+async fn decay(endpoint: &EndpointState, generation: u64, step: Duration) {
+    loop {
+        tokio::time::sleep(step).await;
+        if endpoint.ejection_generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        let stepped = endpoint
+            .times_ejected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |times| {
+                times.checked_sub(1)
+            });
+        if matches!(stepped, Err(0) | Ok(1)) {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +158,40 @@ mod tests {
         assert!(a.is_available());
         assert_eq!(cluster.ejected_count(), 0);
         assert_eq!(cluster.stats.ejections.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn the_multiplier_grows_with_repeat_ejections_and_decays_while_healthy() {
+        let spec = OutlierSpec {
+            consecutive_5xx: 1,
+            base_ejection: Duration::from_millis(40),
+            max_ejection_percent: 100,
+        };
+        let cluster = Arc::new(ClusterState::default());
+        let endpoint = Arc::new(EndpointState::new("a:1"));
+        let times = || endpoint.times_ejected.load(Ordering::Relaxed);
+        record(Some(&spec), &cluster, &endpoint, 1, true);
+        assert_eq!(times(), 1);
+        wait_until_available(&endpoint).await;
+        record(Some(&spec), &cluster, &endpoint, 1, true);
+        assert_eq!(times(), 2, "ejected again before the multiplier decayed");
+        assert!(!endpoint.is_available());
+        wait_until_available(&endpoint).await; // 80 ms (2 × base)
+        // Healthy from now on: one step per 40 ms back to 0.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while times() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(times(), 0, "the multiplier decays while the endpoint stays healthy");
+        record(Some(&spec), &cluster, &endpoint, 1, true);
+        assert_eq!(times(), 1, "the next ejection is the shortest again");
+    }
+
+    async fn wait_until_available(endpoint: &EndpointState) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !endpoint.is_available() {
+            assert!(tokio::time::Instant::now() < deadline, "never came back");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
