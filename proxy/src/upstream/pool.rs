@@ -105,7 +105,8 @@ impl ConnectionPool {
     }
 
     /// Idle connections right now that are still open.
-    pub fn idle_and_open(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn idle_and_open(&self) -> usize {
         self.idle
             .iter()
             .map(|stack| lock(stack).iter().filter(|c| !c.sender.is_closed()).count())
@@ -124,7 +125,7 @@ impl ConnectionPool {
             if candidate.sender.is_ready() {
                 return Some(candidate);
             }
-            // Closed by the upstream or by its idle timer: dropping it is all there is to do.
+            // Closed by the upstream while idle: dropping it is all there is to do.
         }
         None
     }
