@@ -100,11 +100,12 @@ async fn decay(endpoint: &EndpointState, generation: u64, step: Duration) {
         if endpoint.ejection_generation.load(Ordering::Acquire) != generation {
             return;
         }
-        let stepped = endpoint
-            .times_ejected
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |times| {
-                times.checked_sub(1)
-            });
+        let stepped =
+            endpoint
+                .times_ejected
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |times| {
+                    times.checked_sub(1)
+                });
         if matches!(stepped, Err(0) | Ok(1)) {
             return;
         }
@@ -182,7 +183,11 @@ mod tests {
         while times() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(times(), 0, "the multiplier decays while the endpoint stays healthy");
+        assert_eq!(
+            times(),
+            0,
+            "the multiplier decays while the endpoint stays healthy"
+        );
         record(Some(&spec), &cluster, &endpoint, 1, true);
         assert_eq!(times(), 1, "the next ejection is the shortest again");
     }
