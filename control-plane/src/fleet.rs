@@ -71,7 +71,8 @@ struct Record {
     streams: u32,
     last_seen: Option<SystemTime>,
     config_revision: Option<i64>,
-    pending: BTreeMap<(Kind, String), String>,
+    /// Versions sent and not yet answered, by kind and name.
+    pending: BTreeMap<Kind, BTreeMap<String, String>>,
     nacked: BTreeMap<Kind, Nack>,
 }
 
@@ -97,9 +98,9 @@ impl Fleet {
     /// Resources of `kind` were sent to `node_id` and await its ACK.
     pub fn sent(&self, node_id: &str, kind: Kind, resources: &[Arc<XdsResource>]) {
         self.update(node_id, |record| {
+            let pending = record.pending.entry(kind).or_default();
             for resource in resources {
-                let key = (kind, resource.name.clone());
-                record.pending.insert(key, resource.version.clone());
+                pending.insert(resource.name.clone(), resource.version.clone());
             }
         });
     }
@@ -107,8 +108,10 @@ impl Fleet {
     /// `node_id` ACKed the response for `kind` holding `names`.
     pub fn acked<'a>(&self, node_id: &str, kind: Kind, names: impl Iterator<Item = &'a str>) {
         self.update(node_id, |record| {
-            for name in names {
-                record.pending.remove(&(kind, name.to_owned()));
+            if let Some(pending) = record.pending.get_mut(&kind) {
+                for name in names {
+                    pending.remove(name);
+                }
             }
             record.nacked.remove(&kind);
         });
@@ -122,8 +125,10 @@ impl Fleet {
     /// `node_id` NACKed the response for `kind` that carried `resources`.
     pub fn nacked(&self, node_id: &str, kind: Kind, resources: &[Arc<XdsResource>], error: &str) {
         self.update(node_id, |record| {
-            for resource in resources {
-                record.pending.remove(&(kind, resource.name.clone()));
+            if let Some(pending) = record.pending.get_mut(&kind) {
+                for resource in resources {
+                    pending.remove(&resource.name);
+                }
             }
             record.nacked.insert(
                 kind,
@@ -158,7 +163,8 @@ impl Fleet {
                 pending: record
                     .pending
                     .iter()
-                    .map(|((kind, name), version)| ResourceRef {
+                    .flat_map(|(kind, pending)| pending.iter().map(move |r| (kind, r)))
+                    .map(|(kind, (name, version))| ResourceRef {
                         kind: kind.plural().to_owned(),
                         name: name.clone(),
                         version: version.clone(),
@@ -179,7 +185,11 @@ impl Fleet {
 
     fn update(&self, node_id: &str, f: impl FnOnce(&mut Record)) {
         let mut proxies = self.proxies.lock().expect("fleet lock");
-        let record = proxies.entry(node_id.to_owned()).or_default();
+        // Looked up first: the id is copied only for a proxy not seen yet.
+        let record = match proxies.get_mut(node_id) {
+            Some(record) => record,
+            None => proxies.entry(node_id.to_owned()).or_default(),
+        };
         record.last_seen = Some(SystemTime::now());
         f(record);
     }

@@ -6,8 +6,9 @@
 //! `Store::follow_other_replicas`, with a periodic check of the revision head as a backstop),
 //! coalesces a burst of writes into one
 //! rebuild, loads only what changed since the last snapshot, and publishes a new immutable
-//! `Arc<Snapshot>` on a `watch` channel together with the names that changed, so each stream
-//! diffs only those.
+//! `Arc<Snapshot>` on a `watch` channel together with the names that changed. From those the
+//! snapshot computes, once, the update for every stream that holds the previous snapshot (see
+//! `xds::delta`); a stream further behind diffs for itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,8 @@ use tokio::sync::watch;
 use crate::model::Kind;
 use crate::store::{Store, StoreError, StoredResource};
 use crate::xds::convert;
+use crate::xds::delta::FollowUp;
+use crate::xds::response::Update;
 use switchyard_proto::v1::ApiKeyHash;
 
 /// The builder rebuilds at most once per window: the first commit after a quiet spell is
@@ -73,6 +76,8 @@ pub struct Snapshot {
     resources: HashMap<Kind, HashMap<String, Arc<XdsResource>>>,
     /// Sum of the encoded resources' lengths, computed when first asked for.
     encoded_len: OnceLock<usize>,
+    /// The updates from `previous_revision`, computed when first asked for.
+    follow_up: FollowUp,
 }
 
 impl Snapshot {
@@ -102,6 +107,18 @@ impl Snapshot {
     /// Whether the config is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether this snapshot was derived from `previous` with the names it changed known.
+    pub fn directly_follows(&self, previous: &Snapshot) -> bool {
+        self.changed.is_some() && self.previous_revision == previous.revision
+    }
+
+    /// The update of `kind` that brings a proxy holding `previous` to this snapshot, computed
+    /// once for every stream; `None` when `kind` did not change. Only for a snapshot that
+    /// [directly follows](Snapshot::directly_follows) `previous`.
+    pub fn follow_up(&self, previous: &Snapshot, kind: Kind) -> Option<&Arc<Update>> {
+        self.follow_up.get(self, previous, kind)
     }
 
     fn insert(&mut self, resource: &StoredResource, keys: &KeysByConsumer) {
@@ -135,7 +152,7 @@ impl Snapshot {
             previous_revision,
             changed,
             resources: HashMap::new(),
-            encoded_len: OnceLock::new(),
+            ..Snapshot::default()
         };
         for (kind, resource) in resources {
             let of_kind = snapshot.resources.entry(kind).or_default();
@@ -203,8 +220,7 @@ pub async fn load(store: &Store) -> Result<Snapshot, StoreError> {
         revision,
         previous_revision: revision,
         changed: None,
-        resources: HashMap::new(),
-        encoded_len: OnceLock::new(),
+        ..Snapshot::default()
     };
     let keys = load_keys(store, None).await?;
     for resource in store.list_all().await? {
@@ -221,7 +237,7 @@ pub async fn advance(store: &Store, current: &Snapshot, head: i64) -> Result<Sna
         previous_revision: current.revision,
         changed: Some(changes.iter().map(|c| (c.kind, c.name.clone())).collect()),
         resources: current.resources.clone(),
-        encoded_len: OnceLock::new(),
+        ..Snapshot::default()
     };
     let mut keys = KeysByConsumer::new();
     for change in &changes {

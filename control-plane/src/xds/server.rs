@@ -194,7 +194,10 @@ async fn send(
 ) -> bool {
     for response in responses {
         let frame = response.to_frame();
-        metrics.response_sent(response.resources.len(), frame.len() - GRPC_PREFIX_LEN);
+        metrics.response_sent(
+            response.update.resources.len(),
+            frame.len() - GRPC_PREFIX_LEN,
+        );
         // The frame owns its bytes: the response (and its hold on the snapshot's resources)
         // goes before the frame waits in the channel.
         drop(response);

@@ -7,16 +7,21 @@
 //! `base`. A response the proxy NACKs counts as held too: it keeps its previous value, and the
 //! resource is sent again only when it changes. So a session's memory does not grow with the
 //! size of the config, only the responses still awaiting an answer do.
+//!
+//! And when a new snapshot directly follows `base`, what the session sends is the snapshot's
+//! [follow-up](Snapshot::follow_up), computed and encoded once for every session; the session
+//! only gives it a nonce of its own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::response::Response;
+use super::delta::diff;
+use super::response::{Response, Update};
 use crate::fleet::Fleet;
 use crate::model::Kind;
-use crate::snapshot::{Snapshot, XdsResource};
+use crate::snapshot::Snapshot;
 
 /// Why a session cannot go on.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -29,22 +34,14 @@ pub enum SessionError {
     UnknownType(String),
 }
 
-/// What was sent in one response, until the proxy answers it.
-#[derive(Debug)]
-struct InFlight {
-    kind: Kind,
-    revision: i64,
-    resources: Vec<Arc<XdsResource>>,
-    removed: Vec<String>,
-}
-
 /// A Delta ADS session with one proxy.
 #[derive(Debug)]
 pub struct Session {
     fleet: Arc<Fleet>,
     node_id: Option<String>,
     subscriptions: BTreeSet<Kind>,
-    in_flight: HashMap<String, InFlight>,
+    /// What was sent under each nonce, until the proxy answers it.
+    in_flight: HashMap<String, Arc<Update>>,
     /// The snapshot every subscription has been brought to: what the proxy holds.
     base: Arc<Snapshot>,
     /// Whether a response of the current revision was NACKed.
@@ -124,7 +121,10 @@ impl Session {
         names.sort_unstable();
         names.dedup();
         let held = |name: &str| reported.get(name).map(String::as_str);
-        responses.extend(self.respond(kind, snapshot, held, names, true));
+        let (resources, removed) = diff(kind, snapshot, held, names);
+        // Always answered, even with nothing, so the proxy knows it is in sync.
+        let update = Update::new(kind, snapshot.revision, resources, removed);
+        responses.push(self.send(Arc::new(update)));
         Ok(responses)
     }
 
@@ -135,33 +135,16 @@ impl Session {
             return Vec::new();
         }
         let base = std::mem::replace(&mut self.base, Arc::clone(snapshot));
-        // Only the changed names need a look when this snapshot directly follows `base`.
-        let changed = snapshot
-            .changed
-            .as_ref()
-            .filter(|_| snapshot.previous_revision == base.revision);
+        let follows = snapshot.directly_follows(&base);
         let kinds: Vec<Kind> = self.subscriptions.iter().copied().collect();
         let mut responses = Vec::new();
         for kind in kinds {
-            let names: Vec<&str> = match changed {
-                Some(changed) => changed
-                    .iter()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, name)| name.as_str())
-                    .collect(),
-                None => {
-                    let mut names: Vec<&str> = [base.of_kind(kind), snapshot.of_kind(kind)]
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|m| m.keys().map(String::as_str))
-                        .collect();
-                    names.sort_unstable();
-                    names.dedup();
-                    names
-                }
+            let update = if follows {
+                snapshot.follow_up(&base, kind).cloned()
+            } else {
+                Some(Arc::new(full_diff(kind, &base, snapshot))).filter(|u| !u.is_empty())
             };
-            let held = |name: &str| base.get(kind, name).map(|r| r.version.as_str());
-            responses.extend(self.respond(kind, snapshot, held, names, false));
+            responses.extend(update.map(|update| self.send(update)));
         }
         if responses.is_empty() {
             self.report_if_synced();
@@ -206,55 +189,31 @@ impl Session {
         }
     }
 
-    /// The response that brings `kind` from what the proxy holds (`held`: name → version) to
-    /// `snapshot`, looking at `names` only; `None` when nothing differs (unless `always`: a new
-    /// subscription always gets a response, possibly empty, so the proxy knows it is in sync).
-    fn respond<'a>(
-        &mut self,
-        kind: Kind,
-        snapshot: &Snapshot,
-        held: impl Fn(&str) -> Option<&'a str>,
-        names: Vec<&str>,
-        always: bool,
-    ) -> Option<Response> {
-        let mut resources = Vec::new();
-        let mut removed = Vec::new();
-        for name in names {
-            match snapshot.get(kind, name) {
-                Some(resource) if held(name) != Some(resource.version.as_str()) => {
-                    resources.push(Arc::clone(resource));
-                }
-                None if held(name).is_some() => removed.push(name.to_owned()),
-                _ => {}
-            }
-        }
-        if resources.is_empty() && removed.is_empty() && !always {
-            return None;
-        }
-        resources.sort_by(|a, b| a.name.cmp(&b.name));
+    /// Sends `update` under a new nonce; it awaits the proxy's answer.
+    fn send(&mut self, update: Arc<Update>) -> Response {
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
         if let Some(node_id) = &self.node_id {
-            self.fleet.sent(node_id, kind, &resources);
+            self.fleet.sent(node_id, update.kind, &update.resources);
         }
         self.nacked_since_send = false;
-        self.in_flight.insert(
-            nonce.clone(),
-            InFlight {
-                kind,
-                revision: snapshot.revision,
-                resources: resources.clone(),
-                removed: removed.clone(),
-            },
-        );
-        Some(Response {
-            kind,
-            revision: snapshot.revision,
-            nonce,
-            resources,
-            removed,
-        })
+        self.in_flight.insert(nonce.clone(), Arc::clone(&update));
+        Response { nonce, update }
     }
+}
+
+/// The update of `kind` from `base` to `snapshot`, looking at every name of either.
+fn full_diff(kind: Kind, base: &Snapshot, snapshot: &Snapshot) -> Update {
+    let mut names: Vec<&str> = [base.of_kind(kind), snapshot.of_kind(kind)]
+        .into_iter()
+        .flatten()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let held = |name: &str| base.get(kind, name).map(|r| r.version.as_str());
+    let (resources, removed) = diff(kind, snapshot, held, names);
+    Update::new(kind, snapshot.revision, resources, removed)
 }
 
 fn labels_of(node: &envoy_types::pb::envoy::config::core::v3::Node) -> BTreeMap<String, String> {
@@ -271,3 +230,6 @@ fn labels_of(node: &envoy_types::pb::envoy::config::core::v3::Node) -> BTreeMap<
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
