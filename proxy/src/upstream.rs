@@ -13,7 +13,6 @@ pub mod pool;
 pub mod retry;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri, Version, header};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::balancer::EndpointState;
+use crate::balancer::InFlightGuard;
 use crate::body::BodyError;
 use crate::forwarding::{self, ClientInfo};
 use pool::Pooled;
@@ -42,7 +41,7 @@ pub fn prepare(parts: &mut http::request::Parts, client: &ClientInfo, request_id
 
 /// Makes the request URI origin-form (`/path?query`), what an HTTP/1.1 origin expects; a
 /// client's absolute-form target has already given `Host` its value in [`prepare`].
-pub fn origin_form(parts: &mut http::request::Parts) {
+fn origin_form(parts: &mut http::request::Parts) {
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let path = parts
             .uri
@@ -53,27 +52,23 @@ pub fn origin_form(parts: &mut http::request::Parts) {
     }
 }
 
-/// An upstream response body that holds `guard` until the body is done (or dropped) and
-/// returns its connection to `endpoint`'s pool once the body has been read to its end.
+/// An upstream response body that holds its attempt (the endpoint's in-flight count) and
+/// `guard` until the body is done (or dropped), and returns its connection to that endpoint's
+/// pool once the body has been read to its end.
 #[derive(Debug)]
 pub struct GuardedBody<G> {
     inner: Incoming,
     connection: Option<Pooled>,
-    endpoint: Arc<EndpointState>,
+    attempt: InFlightGuard,
     _guard: G,
 }
 
 impl<G> GuardedBody<G> {
-    pub fn new(
-        inner: Incoming,
-        connection: Pooled,
-        endpoint: Arc<EndpointState>,
-        guard: G,
-    ) -> Self {
+    pub fn new(inner: Incoming, connection: Pooled, attempt: InFlightGuard, guard: G) -> Self {
         let mut body = Self {
             inner,
             connection: Some(connection),
-            endpoint,
+            attempt,
             _guard: guard,
         };
         if body.inner.is_end_stream() {
@@ -84,7 +79,7 @@ impl<G> GuardedBody<G> {
 
     fn release(&mut self) {
         if let Some(connection) = self.connection.take() {
-            connection.release(&self.endpoint);
+            connection.release(self.attempt.endpoint());
         }
     }
 }

@@ -6,7 +6,6 @@
 //! attempt in flight, send, classify the outcome ([`Outcome`]). The last attempt's response (or
 //! error) is what the client gets; its body holds the request's guards until it ends.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -29,11 +28,10 @@ use crate::model::RouteSpec;
 use crate::model::route::MAX_ATTEMPTS;
 use crate::outlier;
 
-/// Everything a response body keeps alive until it ends.
+/// What a response body keeps alive until it ends, besides its attempt (see [`GuardedBody`]).
 #[derive(Debug)]
 struct Held {
     _request: RequestPermit,
-    _attempt: InFlightGuard,
     _connection: Option<OwnedSemaphorePermit>,
 }
 
@@ -167,15 +165,13 @@ where
         let (response, pooled) = result?;
         let (mut parts, body) = response.into_parts();
         forwarding::prepare_downstream_response(&mut parts.headers);
-        let endpoint = Arc::clone(state);
         let held = Held {
             _request: admitted,
-            _attempt: guard,
             _connection: connection,
         };
         return Ok(Response::from_parts(
             parts,
-            GuardedBody::new(body, pooled, endpoint, held).boxed(),
+            GuardedBody::new(body, pooled, guard, held).boxed(),
         ));
     }
 }

@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::{PoolSettings, send};
-use crate::balancer::EndpointState;
+use crate::balancer::{EndpointState, InFlightGuard};
 use crate::body::{ProxyBody, empty};
+use crate::cluster::ClusterState;
 use crate::error::ProxyError;
 use crate::upstream::GuardedBody;
 
@@ -136,11 +137,16 @@ fn get(origin: &Origin) -> Request<ProxyBody> {
 async fn exchange(endpoint: &Arc<EndpointState>, origin: &Origin, settings: PoolSettings) -> Bytes {
     let (response, pooled) = send(endpoint, settings, get(origin)).await.unwrap();
     let (_, body) = response.into_parts();
-    GuardedBody::new(body, pooled, Arc::clone(endpoint), ())
+    GuardedBody::new(body, pooled, attempt(endpoint), ())
         .collect()
         .await
         .unwrap()
         .to_bytes()
+}
+
+/// An attempt on `endpoint` (in a cluster of its own), as the exchange takes one per try.
+fn attempt(endpoint: &Arc<EndpointState>) -> InFlightGuard {
+    InFlightGuard::new(endpoint, &Arc::new(ClusterState::default()), true)
 }
 
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
@@ -194,7 +200,7 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
     let endpoint = Arc::new(EndpointState::new(&origin.address));
     let settings = settings(Duration::from_secs(90));
     let (response, pooled) = send(&endpoint, settings, get(&origin)).await.unwrap();
-    let mut body = GuardedBody::new(response.into_body(), pooled, Arc::clone(&endpoint), ());
+    let mut body = GuardedBody::new(response.into_body(), pooled, attempt(&endpoint), ());
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "part");
     drop(body);
@@ -266,7 +272,7 @@ async fn connections_the_origin_closes_while_idle_are_skipped() {
             .body(empty())
             .unwrap();
         let (response, pooled) = send(&endpoint, settings, request).await.unwrap();
-        let body = GuardedBody::new(response.into_body(), pooled, Arc::clone(&endpoint), ());
+        let body = GuardedBody::new(response.into_body(), pooled, attempt(&endpoint), ());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         eventually("the pool notices the hang-up", || {
             endpoint.connections.idle_and_open() == 0
