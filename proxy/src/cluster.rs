@@ -1,14 +1,16 @@
 //! A cluster at run time: [`ClusterRuntime`] (built per config: balancer, connect settings, breaker limits,
 //! health-check task) and [`ClusterState`] (long-lived, kept by cluster name across configs:
-//! health epoch, ejection count, zone load, retry budget, in-flight counts and metrics).
+//! health epoch, zone load, retry budget, in-flight counts and metrics).
 //!
 //! The snapshot builder is the only caller of [`ClusterRuntime::build`]; the request path only
 //! reads. Endpoint states are taken over by address, so a config update that keeps an endpoint
-//! keeps its load, latency EWMA, health and ejection.
+//! keeps its load, latency EWMA, health and ejection. An endpoint that leaves the config while
+//! ejected is remembered until its ejection ends, so one that comes back meanwhile is still out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::balancer::{Balancer, EndpointState};
 use crate::circuit_breaker::CircuitBreaker;
@@ -22,8 +24,8 @@ use crate::upstream::retry::RetryBudget;
 pub struct ClusterState {
     /// Bumped after every endpoint availability change; balancers recount when it moves.
     health_epoch: AtomicU64,
-    /// Endpoints currently ejected by outlier detection.
-    pub(crate) ejected: AtomicU32,
+    /// Held while an ejection is decided (see [`ClusterState::try_decide_ejection`]).
+    deciding_ejection: AtomicBool,
     /// In-flight requests, all and same-zone (zone-aware balancing).
     pub load: ZoneLoad,
     /// Requests in flight through the circuit breaker (`max_requests`).
@@ -43,9 +45,23 @@ impl ClusterState {
         self.health_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Endpoints currently ejected.
-    pub fn ejected_count(&self) -> u32 {
-        self.ejected.load(Ordering::Relaxed)
+    /// Takes the cluster's ejection decision, so two endpoints crossing the threshold at once
+    /// (on two workers) cannot both pass the `max_ejection_percent` check; `None` while another
+    /// decision is under way. Never waits: only the outlier path takes it, on a failure.
+    pub(crate) fn try_decide_ejection(&self) -> Option<EjectionDecision<'_>> {
+        // Lazily: a guard built and dropped on refusal would release another's decision.
+        (!self.deciding_ejection.swap(true, Ordering::Acquire))
+            .then(|| EjectionDecision(&self.deciding_ejection))
+    }
+}
+
+/// The cluster's ejection decision; released on drop.
+#[derive(Debug)]
+pub(crate) struct EjectionDecision<'a>(&'a AtomicBool);
+
+impl Drop for EjectionDecision<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -107,12 +123,17 @@ pub struct ClusterRuntime {
     pub breaker: CircuitBreaker,
     /// The active health-check task, aborted when the runtime is retired or dropped.
     health: Option<Arc<HealthTask>>,
+    /// States of endpoints that left the config while ejected (idle connections dropped):
+    /// taken back if the address returns while still ejected, forgotten by the first build
+    /// after their ejection ends. Read only by [`ClusterRuntime::build`].
+    departed: Box<[Arc<EndpointState>]>,
 }
 
 impl ClusterRuntime {
     /// Reuses `previous` whole when the spec is unchanged; else builds a new runtime that takes
-    /// over `previous`' state, endpoint states (by address, with their idle connections),
-    /// connection limit and health task (same check and endpoints).
+    /// over `previous`' state, endpoint states (by address, with their idle connections; an
+    /// endpoint that departed while ejected and is still ejected counts as kept), connection
+    /// limit and health task (same check and endpoints).
     pub fn build(
         spec: &Arc<ClusterSpec>,
         previous: Option<&Arc<ClusterRuntime>>,
@@ -126,6 +147,10 @@ impl ClusterRuntime {
         let state = previous.map_or_else(Arc::default, |p| Arc::clone(&p.state));
         let mut by_address: HashMap<&str, &Arc<EndpointState>> = HashMap::new();
         if let Some(previous) = previous {
+            // Departed first: a state still in the previous config wins.
+            for endpoint in previous.departed.iter().filter(|e| e.is_ejected()) {
+                by_address.insert(endpoint.address.as_str(), endpoint);
+            }
             for endpoint in previous.balancer.states() {
                 by_address.insert(endpoint.address.as_str(), endpoint);
             }
@@ -150,6 +175,7 @@ impl ClusterRuntime {
         };
         let breaker = CircuitBreaker::new(spec.circuit_breaker, previous.map(|p| &p.breaker));
         let health = Self::health_task(spec, &states, &state, previous);
+        let departed = previous.map_or_else(Box::default, |p| Self::departed(spec, p));
         Arc::new(Self {
             spec: Arc::clone(spec),
             balancer: Balancer::new(spec, states, Arc::clone(&state), zone),
@@ -157,7 +183,26 @@ impl ClusterRuntime {
             pool,
             breaker,
             health,
+            departed,
         })
+    }
+
+    /// The endpoint states of `previous` (in its config or departed) that are still ejected and
+    /// not in `spec`; their idle connections are closed.
+    fn departed(spec: &ClusterSpec, previous: &ClusterRuntime) -> Box<[Arc<EndpointState>]> {
+        let present: HashSet<&str> = spec.endpoints.iter().map(|e| e.address.as_str()).collect();
+        let departed: Box<[Arc<EndpointState>]> = previous
+            .balancer
+            .states()
+            .iter()
+            .chain(previous.departed.iter())
+            .filter(|e| e.is_ejected() && !present.contains(e.address.as_str()))
+            .cloned()
+            .collect();
+        for endpoint in departed.iter() {
+            endpoint.connections.evict_idle(Duration::ZERO);
+        }
+        departed
     }
 
     /// Keeps `previous`' task when the check and the endpoint states are the same; else
@@ -187,5 +232,72 @@ impl ClusterRuntime {
         if let Some(task) = &self.health {
             task.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_proto::v1;
+
+    fn spec(addresses: &[&str]) -> Arc<ClusterSpec> {
+        let proto = v1::Cluster {
+            name: "web".into(),
+            endpoints: addresses
+                .iter()
+                .map(|address| v1::Endpoint {
+                    address: (*address).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Arc::new(ClusterSpec::try_from(&proto).unwrap())
+    }
+
+    fn state<'a>(runtime: &'a ClusterRuntime, address: &str) -> &'a Arc<EndpointState> {
+        let states = runtime.balancer.states();
+        states.iter().find(|e| e.address == address).unwrap()
+    }
+
+    #[test]
+    fn an_ejected_endpoint_that_leaves_and_returns_is_still_ejected() {
+        let first = ClusterRuntime::build(&spec(&["a:1", "b:1", "c:1"]), None, None);
+        let b = Arc::clone(state(&first, "b:1"));
+        assert!(b.set_ejected(true, &first.state));
+        let without_b = ClusterRuntime::build(&spec(&["a:1", "c:1"]), Some(&first), None);
+        assert_eq!(without_b.departed.len(), 1);
+        assert!(Arc::ptr_eq(&without_b.departed[0], &b));
+        let unrelated =
+            ClusterRuntime::build(&spec(&["a:1", "c:1", "d:1"]), Some(&without_b), None);
+        assert_eq!(unrelated.departed.len(), 1, "remembered across configs");
+        let back =
+            ClusterRuntime::build(&spec(&["a:1", "b:1", "c:1", "d:1"]), Some(&unrelated), None);
+        assert!(Arc::ptr_eq(state(&back, "b:1"), &b), "the same state");
+        assert!(!state(&back, "b:1").is_available(), "still ejected");
+        assert!(back.departed.is_empty());
+        assert!(Arc::ptr_eq(&back.state, &first.state));
+    }
+
+    #[test]
+    fn a_departed_endpoint_is_forgotten_once_its_ejection_ends() {
+        let first = ClusterRuntime::build(&spec(&["a:1", "b:1"]), None, None);
+        let b = Arc::clone(state(&first, "b:1"));
+        let a = Arc::clone(state(&first, "a:1"));
+        assert!(b.set_ejected(true, &first.state));
+        let without_b = ClusterRuntime::build(&spec(&["a:1"]), Some(&first), None);
+        assert!(b.set_ejected(false, &first.state), "its ejection ends");
+        let back = ClusterRuntime::build(&spec(&["a:1", "b:1"]), Some(&without_b), None);
+        assert!(!Arc::ptr_eq(state(&back, "b:1"), &b), "a fresh state");
+        assert!(state(&back, "b:1").is_available());
+        assert!(
+            Arc::ptr_eq(state(&back, "a:1"), &a),
+            "kept endpoints keep theirs"
+        );
+        let pruned = ClusterRuntime::build(&spec(&["a:1", "c:1"]), Some(&without_b), None);
+        assert!(
+            pruned.departed.is_empty(),
+            "a departed state no longer ejected is dropped by the next change"
+        );
     }
 }

@@ -3,13 +3,17 @@
 //! `base_ejection_ms × times ejected` (multiplier capped at [`MAX_EJECTION_MULTIPLIER`]); a
 //! success resets the streak. At most `max_ejection_percent` of the cluster's endpoints are
 //! ejected at once, except that one ejection is always allowed (as Envoy does) unless the
-//! percentage is 0.
+//! percentage is 0. The limit is checked when an ejection starts, against the endpoints of the
+//! config the request used, counted then: nothing is counted across configs, so an endpoint
+//! that left the cluster while ejected never holds a place in the limit.
 //!
 //! Called on the request path after each attempt: a success is one relaxed load; a failure an
-//! atomic add. An ejection spawns one timer task that brings the endpoint back (a generation
-//! number makes a stale timer harmless) and then, while the endpoint is not ejected again,
-//! takes one step off its multiplier per `base_ejection_ms` (Envoy decays it per detection
-//! interval), so an endpoint that failed last week does not start at the longest ejection. Active health checks are a separate verdict
+//! atomic add; reaching the threshold takes the cluster's ejection decision (a try-lock, never
+//! waited for) and counts the ejected endpoints. An ejection spawns one timer task that brings
+//! the endpoint back (a generation number makes a stale timer harmless) and then, while the
+//! endpoint is not ejected again, takes one step off its multiplier per `base_ejection_ms`
+//! (Envoy decays it per detection interval), so an endpoint that failed last week does not
+//! start at the longest ejection. Active health checks are a separate verdict
 //! ([`crate::health`]); an endpoint takes traffic only when both allow it.
 
 use std::sync::Arc;
@@ -36,12 +40,13 @@ pub fn ejection_time(base: Duration, times: u32) -> Duration {
     base * times.clamp(1, MAX_EJECTION_MULTIPLIER)
 }
 
-/// Records one attempt's outcome on `endpoint` (of a cluster of `total` endpoints).
+/// Records one attempt's outcome on `endpoint`, one of `members` (the endpoints of the config
+/// the request used).
 pub fn record(
     spec: Option<&OutlierSpec>,
     cluster: &Arc<ClusterState>,
+    members: &[Arc<EndpointState>],
     endpoint: &Arc<EndpointState>,
-    total: usize,
     failed: bool,
 ) {
     let Some(spec) = spec else { return };
@@ -58,17 +63,16 @@ pub fn record(
     if streak < spec.consecutive_5xx || endpoint.is_ejected() {
         return;
     }
-    let reserved = cluster
-        .ejected
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |ejected| {
-            ejection_allowed(ejected, total, spec.max_ejection_percent).then_some(ejected + 1)
-        });
-    if reserved.is_err() {
+    // Another endpoint's decision under way: the streak stays over the threshold, so this
+    // endpoint's next failure decides.
+    let Some(_decision) = cluster.try_decide_ejection() else {
         return;
-    }
-    if !endpoint.set_ejected(true, cluster) {
-        // Another request ejected it first.
-        cluster.ejected.fetch_sub(1, Ordering::AcqRel);
+    };
+    let ejected = members.iter().filter(|member| member.is_ejected()).count();
+    let ejected = u32::try_from(ejected).unwrap_or(u32::MAX);
+    if !ejection_allowed(ejected, members.len(), spec.max_ejection_percent)
+        || !endpoint.set_ejected(true, cluster)
+    {
         return;
     }
     endpoint.consecutive_failures.store(0, Ordering::Relaxed);
@@ -85,7 +89,6 @@ pub fn record(
             return;
         }
         if endpoint.set_ejected(false, &cluster) {
-            cluster.ejected.fetch_sub(1, Ordering::AcqRel);
             tracing::info!(endpoint = %endpoint.address, "endpoint back from ejection");
         }
         decay(&endpoint, generation, decay_step).await;
@@ -138,27 +141,78 @@ mod tests {
             max_ejection_percent: 50,
         };
         let cluster = Arc::new(ClusterState::default());
-        let (a, b) = (
-            Arc::new(EndpointState::new("a:1")),
-            Arc::new(EndpointState::new("b:1")),
-        );
-        record(Some(&spec), &cluster, &a, 2, true);
-        record(Some(&spec), &cluster, &a, 2, true);
-        record(Some(&spec), &cluster, &a, 2, false);
-        record(Some(&spec), &cluster, &a, 2, true);
-        record(Some(&spec), &cluster, &a, 2, true);
+        let members = endpoints(&["a:1", "b:1"]);
+        let (a, b) = (&members[0], &members[1]);
+        let fail = |endpoint| record(Some(&spec), &cluster, &members, endpoint, true);
+        fail(a);
+        fail(a);
+        record(Some(&spec), &cluster, &members, a, false);
+        fail(a);
+        fail(a);
         assert!(a.is_available(), "a success reset the streak");
-        record(Some(&spec), &cluster, &a, 2, true);
+        fail(a);
         assert!(!a.is_available());
-        assert_eq!(cluster.ejected_count(), 1);
         for _ in 0..3 {
-            record(Some(&spec), &cluster, &b, 2, true);
+            fail(b);
         }
         assert!(b.is_available(), "50% of 2: only one at a time");
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(a.is_available());
-        assert_eq!(cluster.ejected_count(), 0);
         assert_eq!(cluster.stats.ejections.load(Ordering::Relaxed), 1);
+        fail(b);
+        assert!(
+            !b.is_available(),
+            "a back: b's streak ejects it on its next failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_left_while_ejected_holds_no_place_in_the_limit() {
+        let spec = OutlierSpec {
+            consecutive_5xx: 1,
+            base_ejection: Duration::from_secs(30),
+            max_ejection_percent: 50,
+        };
+        let cluster = Arc::new(ClusterState::default());
+        let before = endpoints(&["a:1", "b:1", "c:1"]);
+        record(Some(&spec), &cluster, &before, &before[1], true);
+        assert!(before[1].is_ejected());
+        record(Some(&spec), &cluster, &before, &before[2], true);
+        assert!(!before[2].is_ejected(), "50% of 3: one at a time");
+        // b leaves the config, still ejected (its timer holds it): c may go now.
+        let after = [Arc::clone(&before[0]), Arc::clone(&before[2])];
+        record(Some(&spec), &cluster, &after, &after[1], true);
+        assert!(
+            after[1].is_ejected(),
+            "none of a, c was ejected: one is allowed"
+        );
+        record(Some(&spec), &cluster, &after, &after[0], true);
+        assert!(!after[0].is_ejected(), "50% of 2: one at a time");
+    }
+
+    #[tokio::test]
+    async fn a_decision_under_way_defers_the_next() {
+        let spec = OutlierSpec {
+            consecutive_5xx: 1,
+            base_ejection: Duration::from_secs(30),
+            max_ejection_percent: 100,
+        };
+        let cluster = Arc::new(ClusterState::default());
+        let members = endpoints(&["a:1"]);
+        let decision = cluster.try_decide_ejection().expect("free");
+        assert!(cluster.try_decide_ejection().is_none(), "held");
+        record(Some(&spec), &cluster, &members, &members[0], true);
+        assert!(!members[0].is_ejected(), "deferred, not waited for");
+        drop(decision);
+        record(Some(&spec), &cluster, &members, &members[0], true);
+        assert!(members[0].is_ejected(), "the next failure decides");
+    }
+
+    fn endpoints(addresses: &[&str]) -> Vec<Arc<EndpointState>> {
+        addresses
+            .iter()
+            .map(|address| Arc::new(EndpointState::new(address)))
+            .collect()
     }
 
     #[tokio::test]
@@ -169,15 +223,16 @@ mod tests {
             max_ejection_percent: 100,
         };
         let cluster = Arc::new(ClusterState::default());
-        let endpoint = Arc::new(EndpointState::new("a:1"));
+        let members = endpoints(&["a:1"]);
+        let endpoint = &members[0];
         let times = || endpoint.times_ejected.load(Ordering::Relaxed);
-        record(Some(&spec), &cluster, &endpoint, 1, true);
+        record(Some(&spec), &cluster, &members, endpoint, true);
         assert_eq!(times(), 1);
-        wait_until_available(&endpoint).await;
-        record(Some(&spec), &cluster, &endpoint, 1, true);
+        wait_until_available(endpoint).await;
+        record(Some(&spec), &cluster, &members, endpoint, true);
         assert_eq!(times(), 2, "ejected again before the multiplier decayed");
         assert!(!endpoint.is_available());
-        wait_until_available(&endpoint).await; // 80 ms (2 × base)
+        wait_until_available(endpoint).await; // 80 ms (2 × base)
         // Healthy from now on: one step per 40 ms back to 0.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while times() > 0 && tokio::time::Instant::now() < deadline {
@@ -188,7 +243,7 @@ mod tests {
             0,
             "the multiplier decays while the endpoint stays healthy"
         );
-        record(Some(&spec), &cluster, &endpoint, 1, true);
+        record(Some(&spec), &cluster, &members, endpoint, true);
         assert_eq!(times(), 1, "the next ejection is the shortest again");
     }
 

@@ -146,8 +146,8 @@ where
         outlier::record(
             cluster.spec.outlier_detection.as_ref(),
             &cluster.state,
+            states,
             state,
-            states.len(),
             outcome.is_failure(),
         );
         let retryable = attempt < max_attempts
