@@ -1,8 +1,12 @@
 //! Control-plane settings: the fixed flags of the SPEC, each also read from its env var.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
+
+/// How long a disconnected proxy stays in the fleet view by default.
+pub const DEFAULT_PROXY_TTL: Duration = Duration::from_secs(3600);
 
 /// Flags and environment of the `control-plane` binary.
 #[derive(Clone, Debug, Parser)]
@@ -22,9 +26,14 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Bootstrap token proxies must present on the xDS and report streams. Without one any
-    /// client that reaches `--xds-addr` may connect.
+    /// client that reaches `--xds-addr` may connect, and only a loopback `--xds-addr` is
+    /// allowed.
     #[arg(long, env = "PROXY_TOKEN", hide_env_values = true)]
     pub proxy_token: Option<String>,
+    /// How long a disconnected proxy stays in `GET /api/v1/proxies` (a humantime duration:
+    /// `90s`, `30m`, `1h`); a proxy that reconnects within it keeps its record.
+    #[arg(long, env = "PROXY_TTL", default_value = "1h", value_parser = parse_ttl)]
+    pub proxy_ttl: Duration,
     /// MiB of whole configs (first syncs) sent at once: a stream's first sync waits until its
     /// config's size fits (a config larger than the budget goes alone) and holds its share
     /// until the proxy ACKs or NACKs, at most 5 s. Bounds the memory of a (re)connecting fleet.
@@ -41,6 +50,11 @@ pub enum ConfigError {
         "refusing to serve an admin API without --admin-token on non-loopback address {0}; set ADMIN_TOKEN or bind 127.0.0.1"
     )]
     OpenAdminOnNetwork(SocketAddr),
+    /// Open config streams on a non-loopback address.
+    #[error(
+        "refusing to serve xDS without --proxy-token on non-loopback --xds-addr {0}; set PROXY_TOKEN or bind 127.0.0.1"
+    )]
+    OpenXdsOnNetwork(SocketAddr),
     /// An empty token.
     #[error("{0} must not be empty")]
     EmptyToken(&'static str),
@@ -49,8 +63,14 @@ pub enum ConfigError {
 impl Config {
     /// Checks settings that flags alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.proxy_token.as_deref() == Some("") {
-            return Err(ConfigError::EmptyToken("--proxy-token"));
+        match &self.proxy_token {
+            Some(token) if token.is_empty() => {
+                return Err(ConfigError::EmptyToken("--proxy-token"));
+            }
+            None if !self.xds_addr.ip().is_loopback() => {
+                return Err(ConfigError::OpenXdsOnNetwork(self.xds_addr));
+            }
+            _ => {}
         }
         match &self.admin_token {
             Some(token) if token.is_empty() => Err(ConfigError::EmptyToken("--admin-token")),
@@ -59,5 +79,61 @@ impl Config {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// A positive humantime duration (`30s`, `1h`).
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(ttl) if ttl.is_zero() => Err("must be longer than 0".to_owned()),
+        Ok(ttl) => Ok(ttl),
+        Err(error) => Err(format!("{error} (e.g. 90s, 30m, 1h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut argv = vec!["control-plane"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv)
+    }
+
+    #[test]
+    fn proxy_ttl_is_a_positive_duration() {
+        assert_eq!(parse(&[]).unwrap().proxy_ttl, DEFAULT_PROXY_TTL);
+        let config = parse(&["--proxy-ttl", "90s"]).unwrap();
+        assert_eq!(config.proxy_ttl, Duration::from_secs(90));
+        for bad in ["0s", "soon", "-1h"] {
+            let error = parse(&[&format!("--proxy-ttl={bad}")]).unwrap_err();
+            assert!(error.to_string().contains("--proxy-ttl"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn open_listeners_must_be_loopback() {
+        parse(&["--xds-addr", "127.0.0.1:1"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        let open = parse(&["--xds-addr", "0.0.0.0:18000"]).unwrap();
+        let error = open.validate().unwrap_err();
+        assert!(matches!(error, ConfigError::OpenXdsOnNetwork(_)), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("--proxy-token") && message.contains("--xds-addr"));
+        parse(&["--xds-addr", "0.0.0.0:18000", "--proxy-token", "t"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        let error = parse(&["--admin-addr", "[::]:8080"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(error, ConfigError::OpenAdminOnNetwork(_)),
+            "{error}"
+        );
     }
 }

@@ -4,16 +4,26 @@
 //! Written by the xDS streams, read by `GET /api/v1/proxies`. Not on any request path of the
 //! proxies, so a plain mutex is enough. Held in memory: a restarted control plane learns the
 //! fleet again as proxies reconnect (within their ~1 s backoff).
+//!
+//! Bounded: a proxy disconnected for longer than the TTL (`--proxy-ttl`) is forgotten — at
+//! once from the view (its `expires_at` says when), and from memory by [`Fleet::expire`], which
+//! sweeps periodically. A proxy that reconnects in time keeps its record.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::config::DEFAULT_PROXY_TTL;
 use crate::model::Kind;
 use crate::snapshot::XdsResource;
 use crate::timestamp::rfc3339;
+
+/// Bounds of the time between two sweeps of expired proxies (a tenth of the TTL within).
+const SWEEP_EVERY_MIN: Duration = Duration::from_millis(100);
+const SWEEP_EVERY_MAX: Duration = Duration::from_secs(60);
 
 /// A proxy's state as shown by the admin API.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
@@ -32,6 +42,9 @@ pub struct ProxyStatus {
     pub pending: Vec<ResourceRef>,
     /// Resources the proxy refused, with its error text.
     pub nacked: Vec<Nack>,
+    /// RFC 3339 time at which a disconnected proxy is forgotten (`last_seen` + `--proxy-ttl`)
+    /// unless it reconnects; `null` while connected.
+    pub expires_at: Option<String>,
 }
 
 /// A resource by kind, name and version.
@@ -59,9 +72,18 @@ pub struct Nack {
 }
 
 /// The fleet registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fleet {
     proxies: Mutex<HashMap<String, Record>>,
+    /// How long a disconnected proxy is kept.
+    ttl: Duration,
+}
+
+impl Default for Fleet {
+    /// A registry with the default TTL ([`DEFAULT_PROXY_TTL`]).
+    fn default() -> Self {
+        Fleet::new(DEFAULT_PROXY_TTL)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +98,67 @@ struct Record {
     nacked: BTreeMap<Kind, Nack>,
 }
 
+impl Record {
+    /// When this record is forgotten: `None` while a stream is open.
+    fn expires_at(&self, ttl: Duration) -> Option<SystemTime> {
+        if self.streams > 0 {
+            return None;
+        }
+        let last_seen = self.last_seen.unwrap_or(SystemTime::UNIX_EPOCH);
+        Some(last_seen.checked_add(ttl).unwrap_or(last_seen))
+    }
+
+    fn is_expired(&self, ttl: Duration, now: SystemTime) -> bool {
+        self.expires_at(ttl).is_some_and(|at| at <= now)
+    }
+}
+
 impl Fleet {
+    /// An empty registry that forgets proxies disconnected for longer than `ttl`.
+    pub fn new(ttl: Duration) -> Fleet {
+        Fleet {
+            proxies: Mutex::default(),
+            ttl,
+        }
+    }
+
+    /// How long a disconnected proxy is kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Forgets every proxy disconnected for longer than the TTL; returns how many.
+    pub fn sweep(&self) -> usize {
+        self.sweep_at(SystemTime::now())
+    }
+
+    fn sweep_at(&self, now: SystemTime) -> usize {
+        let mut proxies = self.proxies.lock().expect("fleet lock");
+        let before = proxies.len();
+        proxies.retain(|_, record| !record.is_expired(self.ttl, now));
+        before - proxies.len()
+    }
+
+    /// Sweeps every tenth of the TTL (at least every 100 ms, at most every minute) until
+    /// `stopped` resolves.
+    pub async fn expire(&self, stopped: impl Future<Output = ()>) {
+        let every = (self.ttl / 10).clamp(SWEEP_EVERY_MIN, SWEEP_EVERY_MAX);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                () = &mut stopped => return,
+                _ = ticks.tick() => {
+                    let forgotten = self.sweep();
+                    if forgotten > 0 {
+                        tracing::info!(forgotten, ttl = ?self.ttl, "forgot disconnected proxies");
+                    }
+                }
+            }
+        }
+    }
+
     /// A stream from `node_id` opened.
     pub fn connected(&self, node_id: &str, labels: BTreeMap<String, String>) {
         let mut proxies = self.proxies.lock().expect("fleet lock");
@@ -149,11 +231,13 @@ impl Fleet {
         });
     }
 
-    /// Every proxy seen, by node id.
+    /// Every proxy seen and not expired, by node id.
     pub fn list(&self) -> Vec<ProxyStatus> {
+        let now = SystemTime::now();
         let proxies = self.proxies.lock().expect("fleet lock");
         let mut list: Vec<ProxyStatus> = proxies
             .iter()
+            .filter(|(_, record)| !record.is_expired(self.ttl, now))
             .map(|(node_id, record)| ProxyStatus {
                 node_id: node_id.clone(),
                 labels: record.labels.clone(),
@@ -171,6 +255,7 @@ impl Fleet {
                     })
                     .collect(),
                 nacked: record.nacked.values().cloned().collect(),
+                expires_at: record.expires_at(self.ttl).map(rfc3339),
             })
             .collect();
         list.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -192,5 +277,46 @@ impl Fleet {
         };
         record.last_seen = Some(SystemTime::now());
         f(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnected_proxies_expire_after_the_ttl() {
+        let fleet = Fleet::new(Duration::from_secs(60));
+        fleet.connected("up", BTreeMap::new());
+        fleet.connected("gone", BTreeMap::new());
+        fleet.disconnected("gone");
+        let list = fleet.list();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].node_id, "up");
+        assert_eq!(
+            list[1].expires_at, None,
+            "a connected proxy does not expire"
+        );
+        assert!(list[0].expires_at.is_some(), "a disconnected one says when");
+
+        let now = SystemTime::now();
+        assert_eq!(fleet.sweep_at(now), 0, "within the TTL");
+        let later = now + Duration::from_secs(61);
+        assert_eq!(fleet.sweep_at(later), 1);
+        assert_eq!(fleet.sweep_at(later), 0);
+        let left: Vec<String> = fleet.list().into_iter().map(|p| p.node_id).collect();
+        assert_eq!(left, ["up"], "a connected proxy is never forgotten");
+    }
+
+    #[test]
+    fn a_reconnect_keeps_the_record() {
+        let fleet = Fleet::new(Duration::from_secs(60));
+        fleet.connected("p", BTreeMap::new());
+        fleet.synced("p", 7);
+        fleet.disconnected("p");
+        fleet.connected("p", BTreeMap::new());
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        assert_eq!(fleet.sweep_at(later), 0);
+        assert_eq!(fleet.list()[0].config_revision, Some(7));
     }
 }

@@ -14,11 +14,13 @@
 //! - [`timestamp`]: how times are written (RFC 3339).
 //! - [`credentials`]: bearer tokens (admin API, proxy bootstrap token).
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
+//! - [`exit`]: the binary's exit codes (sysexits).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
 pub mod credentials;
+pub mod exit;
 pub mod fleet;
 pub mod metrics;
 pub mod model;

@@ -1,43 +1,60 @@
 //! `control-plane`: parse flags, start logging, serve until SIGTERM / SIGINT.
+//!
+//! Exit codes follow sysexits(3) ([`switchyard_control_plane::exit`]): 64 for bad flags or
+//! `LOG_FORMAT` (`--help` and `--version` exit 0), 69 for an unreachable database, 78 for a bad
+//! database URL, 1 for anything else.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use switchyard_control_plane::config::Config;
-use switchyard_control_plane::server::{ServeError, run};
+use switchyard_control_plane::exit;
+use switchyard_control_plane::server::run;
+use switchyard_telemetry::LogFormat;
 
-/// sysexits' EX_CONFIG-ish "usage" code for settings that cannot work.
-const EXIT_BAD_CONFIG: i32 = 64;
+fn main() -> ExitCode {
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let log_format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    switchyard_telemetry::init_logging(log_format);
+    serve(config)
+}
 
 #[tokio::main]
-async fn main() {
-    let config = Config::parse();
-    init_tracing();
+async fn serve(config: Config) -> ExitCode {
     match run(config, shutdown_signal()).await {
-        Ok(()) => {}
-        Err(error @ ServeError::Config(_)) => {
-            tracing::error!(%error, "bad configuration");
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "control plane failed");
-            std::process::exit(1);
+            let code = exit::code(&error);
+            tracing::error!(%error, code, "control plane failed");
+            ExitCode::from(code)
         }
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
+/// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the control plane");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

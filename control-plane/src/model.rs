@@ -44,48 +44,44 @@ pub struct Validated {
     pub refs: Vec<Reference>,
 }
 
+/// A body that failed validation: every invalid field, and the references its valid names
+/// make (for the caller to check, so one answer can also name the unknown ones).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invalid {
+    /// Every invalid field, in the order found.
+    pub errors: Vec<FieldError>,
+    /// References made by the fields that are valid.
+    pub refs: Vec<Reference>,
+}
+
 /// Validates a REST body for a resource of `kind`.
 ///
 /// `path_name` is the name in the URL (`PUT`); the body's `name`, if present, must equal it.
 /// Without one (`POST`), the body must carry the name. `version` and `updated_at` in the body
 /// are read-only and ignored, so a `GET` result can be edited and `PUT` back.
-pub fn validate(
-    kind: Kind,
-    path_name: Option<&str>,
-    body: &Value,
-) -> Result<Validated, Vec<FieldError>> {
+pub fn validate(kind: Kind, path_name: Option<&str>, body: &Value) -> Result<Validated, Invalid> {
     let mut errs = Errors::default();
     let Value::Object(_) = body else {
         errs.add("", "the body must be a JSON object");
-        return Err(errs.into_vec());
+        let (errors, refs) = errs.into_parts();
+        return Err(Invalid { errors, refs });
     };
     let mut obj = Obj::new("", body, &mut errs).expect("an object");
     let name = resource_name(&mut obj, path_name, &mut errs);
     obj.ignore("version");
     obj.ignore("updated_at");
-    let (spec, refs) = match kind {
-        Kind::Cluster => {
-            let c = cluster::parse(&mut obj, &mut errs);
-            (to_json(&c), Vec::new())
-        }
-        Kind::Route => {
-            let r = route::parse(&mut obj, &mut errs);
-            (to_json(&r), r.references())
-        }
-        Kind::Consumer => {
-            let c = consumer::parse(&mut obj, &mut errs);
-            (to_json(&c), c.references())
-        }
-        Kind::JwtProvider => (
-            to_json(&jwt_provider::parse(&mut obj, &mut errs)),
-            Vec::new(),
-        ),
-        Kind::Quota => (to_json(&quota::parse(&mut obj, &mut errs)), Vec::new()),
+    let spec = match kind {
+        Kind::Cluster => to_json(&cluster::parse(&mut obj, &mut errs)),
+        Kind::Route => to_json(&route::parse(&mut obj, &mut errs)),
+        Kind::Consumer => to_json(&consumer::parse(&mut obj, &mut errs)),
+        Kind::JwtProvider => to_json(&jwt_provider::parse(&mut obj, &mut errs)),
+        Kind::Quota => to_json(&quota::parse(&mut obj, &mut errs)),
     };
     obj.finish(&mut errs);
+    let (errors, refs) = errs.into_parts();
     match name {
-        Some(name) if errs.is_empty() => Ok(Validated { name, spec, refs }),
-        _ => Err(errs.into_vec()),
+        Some(name) if errors.is_empty() => Ok(Validated { name, spec, refs }),
+        _ => Err(Invalid { errors, refs }),
     }
 }
 
@@ -118,8 +114,8 @@ mod tests {
 
     use super::*;
 
-    fn fields(r: Result<Validated, Vec<FieldError>>) -> Vec<String> {
-        r.unwrap_err().into_iter().map(|e| e.field).collect()
+    fn fields(r: Result<Validated, Invalid>) -> Vec<String> {
+        r.unwrap_err().errors.into_iter().map(|e| e.field).collect()
     }
 
     #[test]
@@ -156,7 +152,7 @@ mod tests {
     fn route_references() {
         let body = json!({"weighted_clusters": [{"cluster": "a", "weight": 1},
                                                 {"cluster": "b", "weight": 2}],
-                          "auth": {"jwt": "idp"}, "quota": "gold"});
+                          "auth": {"jwt": "idp"}});
         let v = validate(Kind::Route, Some("r"), &body).unwrap();
         let refs: Vec<(String, Kind, String)> = v
             .refs
@@ -177,9 +173,27 @@ mod tests {
                     "b".into()
                 ),
                 ("auth.jwt".into(), Kind::JwtProvider, "idp".into()),
-                ("quota".into(), Kind::Quota, "gold".into()),
             ]
         );
+    }
+
+    #[test]
+    fn an_invalid_body_still_reports_its_references() {
+        let body = json!({"match": {"path_prefix": 5}, "cluster": "nope"});
+        let invalid = validate(Kind::Route, Some("bad"), &body).unwrap_err();
+        let fields: Vec<&str> = invalid.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["match.path_prefix"]);
+        assert_eq!(invalid.refs.len(), 1);
+        assert_eq!(
+            (
+                invalid.refs[0].field.as_str(),
+                invalid.refs[0].name.as_str()
+            ),
+            ("cluster", "nope")
+        );
+        let body = json!({"scopes": 5, "quota": "gold"});
+        let invalid = validate(Kind::Consumer, Some("c"), &body).unwrap_err();
+        assert_eq!(invalid.refs[0].kind, Kind::Quota);
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl ControlPlane {
             admin,
             xds,
             store,
-            fleet: Arc::default(),
+            fleet: Arc::new(Fleet::new(config.proxy_ttl)),
             health: Arc::default(),
             metrics: Arc::default(),
             admin_token_sha256: config.admin_token.as_deref().map(credentials::digest),
@@ -151,6 +151,11 @@ impl ControlPlane {
             let stopped = stopped();
             async move { store.follow_other_replicas(stopped).await }
         });
+        let expiry = tokio::spawn({
+            let fleet = self.fleet.clone();
+            let stopped = stopped();
+            async move { fleet.expire(stopped).await }
+        });
         let builder = tokio::spawn(snapshot::run_builder(
             self.store.clone(),
             self.snapshots,
@@ -198,6 +203,7 @@ impl ControlPlane {
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             let _ = builder.await;
             let _ = replicas.await;
+            let _ = expiry.await;
             (xds.await, admin.await)
         })
         .await;

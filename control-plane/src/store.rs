@@ -238,6 +238,16 @@ impl Store {
         history::get(&self.pool, kind, name).await
     }
 
+    /// The references of `refs` whose target does not exist now. A plain read, outside any
+    /// write: it names the unknown references of a body refused for other reasons (a write
+    /// checks its references again inside its own transaction).
+    pub async fn missing_references(
+        &self,
+        refs: &[Reference],
+    ) -> Result<Vec<Reference>, StoreError> {
+        history::missing(&self.pool, refs).await
+    }
+
     /// Applies `changes` atomically as one new revision by `actor`, returning the revision.
     /// Nothing is written when any change fails its precondition or reference check.
     pub async fn apply(&self, changes: Vec<Change>, actor: &str) -> Result<Revision, StoreError> {

@@ -30,6 +30,7 @@ on_both_databases!(
     post_conflicts_with_existing,
     if_match_guards_writes,
     references_are_checked,
+    syntax_and_reference_errors_in_one_answer,
     revisions_and_rollback,
     other_kinds_and_their_references,
 );
@@ -562,9 +563,18 @@ async fn other_kinds_and_their_references(store: Store) {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(missing_jwt.fields(), ["auth.jwt"]);
+    // A route cannot name a quota until the proxy enforces quotas, even an existing one.
+    let quota_route = api
+        .put(
+            "/api/v1/routes/r",
+            json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}, "quota": "gold"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(quota_route.fields(), ["quota"]);
     api.put(
         "/api/v1/routes/r",
-        json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}, "quota": "gold"}),
+        json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}}),
     )
     .await
     .expect(StatusCode::CREATED);
@@ -575,9 +585,96 @@ async fn other_kinds_and_their_references(store: Store) {
         .delete("/api/v1/quotas/gold")
         .await
         .expect(StatusCode::CONFLICT);
-    let used_by = quota_in_use.body["used_by"].as_array().unwrap();
-    assert!(used_by.contains(&json!("consumers/alice")), "{used_by:?}");
-    assert!(used_by.contains(&json!("routes/r")), "{used_by:?}");
+    assert_eq!(quota_in_use.body["used_by"], json!(["consumers/alice"]));
+}
+
+/// The README's own example, and every kind of reference: one 400 names the invalid fields
+/// and, after them, every reference to a resource that does not exist; nothing is written.
+async fn syntax_and_reference_errors_in_one_answer(store: Store) {
+    let api = Api::open(store);
+    let reply = api
+        .put(
+            "/api/v1/routes/bad",
+            json!({"match": {"path_prefix": 5}, "cluster": "nope"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body["errors"],
+        json!([
+            {"field": "match.path_prefix", "message": "must be a string"},
+            {"field": "cluster", "message": "unknown cluster \"nope\""},
+        ])
+    );
+
+    api.put("/api/v1/clusters/blue", cluster(8001))
+        .await
+        .expect(StatusCode::CREATED);
+    let reply = api
+        .put(
+            "/api/v1/routes/split",
+            json!({"weighted_clusters": [{"cluster": "blue", "weight": 0},
+                                         {"cluster": "green", "weight": 1},
+                                         "x",
+                                         {"cluster": "red", "weight": 1}],
+                   "auth": {"jwt": "idp", "scopes": ["a b"]}}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.fields(),
+        [
+            "weighted_clusters[0].weight",
+            "weighted_clusters[2]",
+            "auth.scopes[0]",
+            "weighted_clusters[1].cluster",
+            "weighted_clusters[3].cluster",
+            "auth.jwt",
+        ]
+    );
+    assert_eq!(
+        reply.body["errors"][5]["message"],
+        "unknown jwt-provider \"idp\""
+    );
+
+    let reply = api
+        .post(
+            "/api/v1/routes",
+            json!({"name": "fan", "timeout_ms": 0, "aggregate": {"parts": [
+                {"name": "a", "cluster": "blue", "path": "/a"},
+                {"name": "b", "cluster": "gone", "path": "b"}]}}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.fields(),
+        [
+            "aggregate.parts[1].path",
+            "timeout_ms",
+            "aggregate.parts[1].cluster"
+        ]
+    );
+
+    let reply = api
+        .put(
+            "/api/v1/consumers/alice",
+            json!({"scopes": "read", "quota": "gold"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(reply.fields(), ["scopes", "quota"]);
+    assert_eq!(reply.body["errors"][1]["message"], "unknown quota \"gold\"");
+
+    for path in [
+        "/api/v1/routes/bad",
+        "/api/v1/routes/split",
+        "/api/v1/routes/fan",
+    ] {
+        api.get(path).await.expect(StatusCode::NOT_FOUND);
+    }
+    api.get("/api/v1/consumers/alice")
+        .await
+        .expect(StatusCode::NOT_FOUND);
 }
 
 // ---- validation ----------------------------------------------------------------------------
@@ -586,6 +683,10 @@ async fn other_kinds_and_their_references(store: Store) {
 #[tokio::test]
 async fn every_invalid_field_is_named() {
     let api = Api::open(support::sqlite_store().await);
+    // The routes below name cluster "c": it exists, so only their own fields are named.
+    api.put("/api/v1/clusters/c", cluster(8001))
+        .await
+        .expect(StatusCode::CREATED);
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         // clusters
         (
@@ -637,7 +738,7 @@ async fn every_invalid_field_is_named() {
         ),
         (
             "clusters",
-            json!({"health_check": {"path": "x", "interval_ms": 1000, "timeout_ms": 1000}}),
+            json!({"health_check": {"path": "x", "interval_ms": 1000, "timeout_ms": 3600001}}),
             vec!["health_check.path", "health_check.timeout_ms"],
         ),
         (
@@ -698,7 +799,7 @@ async fn every_invalid_field_is_named() {
         ),
         (
             "routes",
-            json!({"weighted_clusters": [{"cluster": "a", "weight": 0}, {"weight": 1}]}),
+            json!({"weighted_clusters": [{"cluster": "c", "weight": 0}, {"weight": 1}]}),
             vec![
                 "weighted_clusters[0].weight",
                 "weighted_clusters[1].cluster",
@@ -768,6 +869,17 @@ async fn every_invalid_field_is_named() {
                 "compress",
             ],
         ),
+        // accepted by the model but not enforced by the proxy yet: refused
+        (
+            "routes",
+            json!({"cluster": "c", "auth": {"api_key": true}, "quota": "gold"}),
+            vec!["quota"],
+        ),
+        (
+            "routes",
+            json!({"cluster": "c", "compress": true}),
+            vec!["compress"],
+        ),
         // the other kinds
         (
             "consumers",
@@ -795,9 +907,31 @@ async fn every_invalid_field_is_named() {
             assert!(!error["message"].as_str().unwrap().is_empty());
         }
     }
-    // Nothing was written.
+    // Nothing was written but cluster "c".
     let revisions = api.get("/api/v1/revisions").await.expect(StatusCode::OK);
-    assert_eq!(revisions.body, json!([]));
+    assert_eq!(revisions.body.as_array().map(Vec::len), Some(1));
+}
+
+/// Envoy and Kong accept a health-check timeout above the interval (the next check starts
+/// after the previous one ends); so does the API, and stores the timeout as given.
+#[tokio::test]
+async fn health_check_timeout_may_exceed_the_interval() {
+    let api = Api::open(support::sqlite_store().await);
+    for (name, timeout_ms) in [("equal", 1000), ("longer", 5000)] {
+        let body = json!({"endpoints": [{"address": "127.0.0.1:8001"}],
+            "health_check": {"path": "/healthz", "interval_ms": 1000, "timeout_ms": timeout_ms}});
+        let created = api
+            .put(&format!("/api/v1/clusters/{name}"), body)
+            .await
+            .expect(StatusCode::CREATED);
+        assert_eq!(created.body["health_check"]["timeout_ms"], timeout_ms);
+        let read = api
+            .get(&format!("/api/v1/clusters/{name}"))
+            .await
+            .expect(StatusCode::OK);
+        assert_eq!(read.body["health_check"]["interval_ms"], 1000);
+        assert_eq!(read.body["health_check"]["timeout_ms"], timeout_ms);
+    }
 }
 
 #[tokio::test]
@@ -816,6 +950,7 @@ async fn type_errors_and_unknown_fields() {
             {"field": "match.path_prefix", "message": "must be a string"},
             {"field": "match.colour", "message": "unknown field"},
             {"field": "bogus", "message": "unknown field"},
+            {"field": "cluster", "message": "unknown cluster \"c\""},
         ])
     );
     assert_eq!(reply.body["type"], "urn:switchyard:problem:invalid-input");

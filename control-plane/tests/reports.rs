@@ -46,6 +46,7 @@ async fn start_with(admin_token: Option<&str>) -> Harness {
         admin_token: admin_token.map(str::to_owned),
         proxy_token: None,
         first_sync_budget_mib: None,
+        proxy_ttl: switchyard_control_plane::config::DEFAULT_PROXY_TTL,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

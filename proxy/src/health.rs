@@ -1,7 +1,8 @@
 //! Active health checking: one background task per cluster with a `health_check`, per proxy —
 //! never per request. Each round probes every endpoint concurrently ([`probe`]: HTTP GET of the
 //! path expecting 2xx on a fresh connection, or a TCP connect), each bounded by `timeout_ms`;
-//! rounds repeat every `interval_ms` ± 10% jitter, the first at once.
+//! the next round starts `interval_ms` ± 10% jitter after the previous one has ended (so a
+//! `timeout_ms` above `interval_ms` never makes probes overlap), the first at once.
 //!
 //! Endpoints start healthy; `unhealthy_threshold` consecutive failures mark one unhealthy,
 //! `healthy_threshold` consecutive passes bring it back. The verdict is written to the shared
@@ -186,6 +187,70 @@ mod tests {
         assert_eq!(streak.record(false, true, &check), Some(false));
         assert_eq!(streak.record(true, false, &check), None);
         assert_eq!(streak.record(true, false, &check), Some(true));
+    }
+
+    /// An endpoint whose health answer takes 150 ms, checked every 20 ms with a 500 ms timeout:
+    /// every probe passes (the timeout is not cut to the interval) and no probe starts while
+    /// the previous one is still open.
+    #[tokio::test]
+    async fn a_check_slower_than_the_interval_passes_and_never_overlaps() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let open = Arc::new(AtomicUsize::new(0));
+        let most_open = Arc::new(AtomicUsize::new(0));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let (open, most_open, probes) = (open.clone(), most_open.clone(), probes.clone());
+            async move {
+                loop {
+                    let (mut stream, _) = listener.accept().await.unwrap();
+                    let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_open.fetch_max(now_open, Ordering::SeqCst);
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request).await;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    probes.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            }
+        });
+
+        let check = HealthCheckSpec::try_from(&switchyard_proto::v1::HealthCheck {
+            path: "/health".into(),
+            interval_ms: 20,
+            timeout_ms: 500,
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let endpoints = [Arc::new(EndpointState::new(&address))];
+        let cluster = Arc::new(ClusterState::default());
+        let task = HealthTask::spawn("slow", &check, &endpoints, &cluster).unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        drop(task);
+        server.abort();
+
+        let probes = probes.load(Ordering::SeqCst);
+        assert!(probes >= 3, "checks kept running: {probes}");
+        assert_eq!(most_open.load(Ordering::SeqCst), 1, "probes overlapped");
+        assert_eq!(
+            cluster
+                .stats
+                .health_check_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "a 150 ms answer is within the 500 ms timeout"
+        );
+        assert!(endpoints[0].is_active_healthy());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `proxy`: parse flags, start tracing, run the proxy until SIGTERM/SIGINT.
 //!
-//! Bad configuration exits with code 64 (EX_USAGE); everything else lives in the library.
+//! Bad configuration (flags, `LOG_FORMAT`) exits with code 64 (EX_USAGE); everything else lives
+//! in the library.
 
 #![forbid(unsafe_code)]
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use switchyard_proxy::{Config, config};
-use tracing_subscriber::EnvFilter;
+use switchyard_telemetry::LogFormat;
 
 /// Exit code for unusable flags (sysexits.h EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -58,7 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_tracing();
+    let log_format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    switchyard_telemetry::init_logging(log_format);
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -91,16 +99,6 @@ fn build_config(flags: Flags) -> anyhow::Result<Config> {
         None => {}
     }
     Ok(config)
-}
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// The control side (xDS, admin, reports, health checks) runs on this thread's runtime; traffic

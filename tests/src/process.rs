@@ -7,6 +7,10 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::scratch::Scratch;
+use crate::wait::wait_until;
 
 /// Lines of log printed when a test fails.
 const FAILURE_TAIL_LINES: usize = 40;
@@ -17,6 +21,8 @@ pub struct Process {
     name: String,
     program: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables, set on top of the test's own.
+    envs: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -24,10 +30,22 @@ pub struct Process {
 impl Process {
     /// Spawns `program args…` with its output appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: Vec<String>, log: PathBuf) -> Self {
+        Self::spawn_with_env(name, program, args, Vec::new(), log)
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> Self {
         let mut process = Process {
             name: name.to_owned(),
             program: program.to_path_buf(),
             args,
+            envs,
             log,
             child: None,
         };
@@ -48,6 +66,7 @@ impl Process {
             )
             // Plain log files: tracing-subscriber colours its output unless told otherwise.
             .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -118,6 +137,49 @@ impl Drop for Process {
                 self.name
             );
         }
+    }
+}
+
+/// How [`run_to_exit`] ended: the exit code (`None` when the process was still running at the
+/// deadline and was killed) and everything it wrote to stdout and stderr.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub output: String,
+}
+
+/// Runs `program args…` with `envs` set and waits up to `within` for it to exit on its own;
+/// kills it at the deadline.
+pub async fn run_to_exit(
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    within: Duration,
+) -> Exit {
+    let scratch = Scratch::new("run");
+    let name = program.file_name().map_or_else(
+        || "program".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut process = Process::spawn_with_env(
+        &name,
+        program,
+        args.iter().map(|a| a.to_string()).collect(),
+        envs.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        scratch.path().join("output.log"),
+    );
+    let mut status = None;
+    let _ = wait_until(within, async || {
+        status = process.exited();
+        status.is_some()
+    })
+    .await;
+    process.kill();
+    Exit {
+        code: status.flatten().and_then(|s| s.code()),
+        output: process.log_tail(usize::MAX),
     }
 }
 

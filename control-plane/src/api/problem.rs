@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::model::FieldError;
-use crate::store::StoreError;
+use crate::store::{Reference, StoreError};
 
 /// The class of a problem, serialised as its URN (`urn:switchyard:problem:invalid-input`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -133,6 +133,14 @@ impl Problem {
     }
 }
 
+/// The field error of a reference to a resource that does not exist.
+pub fn unknown_reference(reference: Reference) -> FieldError {
+    FieldError {
+        message: format!("unknown {} {:?}", reference.kind.singular(), reference.name),
+        field: reference.field,
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
@@ -163,14 +171,9 @@ impl From<StoreError> for Problem {
                     detail,
                 )
             }
-            StoreError::MissingReferences(refs) => Problem::invalid(
-                refs.into_iter()
-                    .map(|r| FieldError {
-                        message: format!("unknown {} {:?}", r.kind.singular(), r.name),
-                        field: r.field,
-                    })
-                    .collect(),
-            ),
+            StoreError::MissingReferences(refs) => {
+                Problem::invalid(refs.into_iter().map(unknown_reference).collect())
+            }
             StoreError::InUse {
                 kind,
                 name,
@@ -226,7 +229,6 @@ impl IntoResponse for Problem {
 mod tests {
     use super::*;
     use crate::model::Kind;
-    use crate::store::Reference;
 
     #[test]
     fn store_errors_map_to_statuses() {

@@ -8,7 +8,8 @@ use super::ApiState;
 use super::problem::Problem;
 use crate::fleet::ProxyStatus;
 
-/// Every proxy seen since start: connection, ACKed revision, pending and NACKed resources.
+/// Every proxy seen since start and not yet expired (disconnected for longer than
+/// `--proxy-ttl`): connection, ACKed revision, pending and NACKed resources, `expires_at`.
 #[utoipa::path(get, path = "/api/v1/proxies", tag = "fleet",
     responses(
         (status = 200, description = "Proxies by node id", body = [ProxyStatus]),

@@ -14,8 +14,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::ApiState;
-use super::problem::{Problem, ProblemType};
-use crate::model::{self, Kind};
+use super::problem::{Problem, ProblemType, unknown_reference};
+use crate::model::{self, Invalid, Kind};
 use crate::store::{Expect, StoredResource};
 use crate::timestamp::rfc3339_ms;
 
@@ -94,7 +94,7 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = read_json(headers, body)?;
-    let valid = model::validate(kind, None, &body).map_err(Problem::invalid)?;
+    let valid = validate(state, kind, None, &body).await?;
     let stored = state
         .store
         .put(
@@ -119,7 +119,7 @@ pub async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let body = read_json(headers, body)?;
-    let valid = model::validate(kind, Some(name), &body).map_err(Problem::invalid)?;
+    let valid = validate(state, kind, Some(name), &body).await?;
     let actor = state.actor();
     let store = &state.store;
     let expect = if_match(state, kind, name, headers)
@@ -152,6 +152,27 @@ pub async fn delete(
         .delete(kind, name, expect, state.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Validates a body; a 400 names every invalid field and, after them, every reference to a
+/// resource that does not exist. A valid body's references are checked by the write itself,
+/// inside its transaction.
+async fn validate(
+    state: &ApiState,
+    kind: Kind,
+    path_name: Option<&str>,
+    body: &Value,
+) -> Result<model::Validated, Problem> {
+    let Invalid { mut errors, refs } = match model::validate(kind, path_name, body) {
+        Ok(valid) => return Ok(valid),
+        Err(invalid) => invalid,
+    };
+    match state.store.missing_references(&refs).await {
+        Ok(missing) => errors.extend(missing.into_iter().map(unknown_reference)),
+        // The body is refused either way: answer its own errors rather than a 503.
+        Err(error) => tracing::warn!(%error, "cannot check the references of an invalid body"),
+    }
+    Err(Problem::invalid(errors))
 }
 
 fn not_found(kind: Kind, name: &str) -> Problem {

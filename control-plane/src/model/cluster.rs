@@ -137,8 +137,9 @@ pub struct HealthCheck {
     /// Time between checks (100–3600000, default 5000).
     #[schema(minimum = 100, maximum = 3600000)]
     pub interval_ms: u32,
-    /// Time a check may take (at least 1, below `interval_ms`; default 1000).
-    #[schema(minimum = 1)]
+    /// Time a check may take (1–3600000, default 1000 or half `interval_ms` if less); may exceed
+    /// `interval_ms`: the next check starts `interval_ms` after the previous one ends.
+    #[schema(minimum = 1, maximum = 3600000)]
     pub timeout_ms: u32,
     /// Passing checks in a row to become healthy (1–100, default 2).
     #[schema(minimum = 1, maximum = 100)]
@@ -286,14 +287,9 @@ fn health_check(mut obj: Obj<'_>, errs: &mut Errors) -> Option<HealthCheck> {
         errs.add(obj.path_of("path"), "is required unless tcp is true");
     }
     let interval_ms = obj.int("interval_ms", 100..=3_600_000, errs);
+    // May exceed the interval, as in Envoy and Kong: the next check starts `interval_ms` after
+    // the previous one ends, so checks never overlap.
     let timeout_ms = obj.int("timeout_ms", 1..=3_600_000, errs);
-    let interval = interval_ms.unwrap_or(5000);
-    if timeout_ms.is_some_and(|t| t >= interval) {
-        errs.add(
-            obj.path_of("timeout_ms"),
-            format!("must be less than interval_ms ({interval})"),
-        );
-    }
     let healthy_threshold = obj.int("healthy_threshold", 1..=100, errs);
     let unhealthy_threshold = obj.int("unhealthy_threshold", 1..=100, errs);
     obj.finish(errs);
@@ -454,8 +450,14 @@ mod tests {
                 "health_check.unhealthy_threshold"
             ]
         );
+        for timeout_ms in [1000, 5000] {
+            let c = check(json!({"health_check": {"path": "/", "interval_ms": 1000,
+                "timeout_ms": timeout_ms}}))
+            .unwrap();
+            assert_eq!(c.health_check.unwrap().timeout_ms, timeout_ms, "not capped");
+        }
         assert_eq!(
-            fields(json!({"health_check": {"path": "/", "interval_ms": 1000, "timeout_ms": 1000}})),
+            fields(json!({"health_check": {"path": "/", "timeout_ms": 3600001}})),
             ["health_check.timeout_ms"]
         );
         let c = check(json!({"health_check": {"path": "/", "interval_ms": 100}})).unwrap();

@@ -1,5 +1,9 @@
 //! `consumers`: API callers. A consumer has scopes and optionally a quota; its API keys are
 //! managed by their own endpoints and are not part of the spec written through `PUT`.
+//!
+//! `quota` is kept (and checked as a reference, so a quota in use cannot be deleted) although
+//! the proxy charges no quota yet: routes cannot name one until it does, so a consumer's quota
+//! assigns a stored budget without changing any request.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -7,7 +11,6 @@ use utoipa::ToSchema;
 use super::Kind;
 use super::syntax;
 use super::walk::{Errors, Obj, as_str};
-use crate::store::Reference;
 
 /// An API caller.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -21,26 +24,16 @@ pub struct Consumer {
     pub quota: Option<String>,
 }
 
-impl Consumer {
-    /// The resources this consumer refers to.
-    pub fn references(&self) -> Vec<Reference> {
-        self.quota
-            .iter()
-            .map(|q| Reference {
-                field: "quota".to_owned(),
-                kind: Kind::Quota,
-                name: q.clone(),
-            })
-            .collect()
-    }
-}
-
 /// Reads and checks a consumer spec; the result is only meaningful when `errs` stays empty.
+/// The quota it names is recorded in `errs` as a reference.
 pub(super) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Consumer {
     let scopes = obj
         .str_list("scopes", 64, errs, |s| syntax::token(s, 128))
         .unwrap_or_default();
     let quota = obj.take("quota", errs, |v| as_str(v).and_then(syntax::name));
+    if let Some(q) = &quota {
+        errs.refer(obj.path_of("quota"), Kind::Quota, q);
+    }
     Consumer { scopes, quota }
 }
 
@@ -62,8 +55,9 @@ mod tests {
         let body = json!({"scopes": ["read"], "quota": "gold"});
         let mut errs = Errors::default();
         let mut obj = Obj::new("", &body, &mut errs).unwrap();
-        let c = parse(&mut obj, &mut errs);
+        parse(&mut obj, &mut errs);
         assert!(errs.is_empty());
-        assert_eq!(c.references()[0].name, "gold");
+        assert_eq!(errs.references()[0].name, "gold");
+        assert_eq!(errs.references()[0].field, "quota");
     }
 }

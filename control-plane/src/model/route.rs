@@ -2,9 +2,10 @@
 //! a weighted split, an aggregate fan-out or a direct response) plus optional policies.
 //!
 //! The match is optional: an empty match is a catch-all. At most one path matcher is set.
-//! Policies that need a caller identity (`rate_limit.by: consumer`, `quota`) require `auth`.
-//! References to clusters, the JWT provider and the quota are returned by
-//! [`Route::references`] for the store to check.
+//! Policies that need a caller identity (`rate_limit.by: consumer`) require `auth`. The
+//! clusters and the JWT provider a route names are recorded as references (with their field
+//! paths) while parsing, for the store to check. `quota` and `compress: true` are refused
+//! (400) until the proxy enforces them.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Kind;
-use crate::store::Reference;
 
 mod parse;
 
@@ -58,7 +58,8 @@ pub struct Route {
     /// Per-proxy request rate limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
-    /// Name of a fleet-wide quota charged per consumer.
+    /// Name of a fleet-wide quota charged per consumer. Refused (400) until the proxy enforces
+    /// quotas; always `None` in a route validated now (older stored routes may carry one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
     /// Whole-request timeout (1–3600000).
@@ -81,9 +82,14 @@ pub struct Route {
     /// Headers a request must carry (400 otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub required_headers: Vec<String>,
-    /// Compress responses (gzip, brotli) when the client accepts it.
+    /// Compress responses (gzip, brotli) when the client accepts it. Only `false` is accepted
+    /// until the proxy compresses responses (`true` is a 400).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub compress: bool,
+    /// Accept request paths holding an escaped `/` or `\` (`%2F`, `%5C`), forwarded as sent;
+    /// without it the proxy answers such requests 400.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_encoded_slashes: bool,
 }
 
 /// The action of a validated route, borrowed.
@@ -112,34 +118,6 @@ impl Route {
             return Some(Action::Aggregate(a));
         }
         self.direct_response.as_ref().map(Action::DirectResponse)
-    }
-
-    /// The resources this route refers to, each with the referring field.
-    pub fn references(&self) -> Vec<Reference> {
-        let reference = |field: String, kind, name: &str| Reference {
-            field,
-            kind,
-            name: name.to_owned(),
-        };
-        let mut refs = Vec::new();
-        if let Some(c) = &self.cluster {
-            refs.push(reference("cluster".into(), Kind::Cluster, c));
-        }
-        for (i, w) in self.weighted_clusters.iter().flatten().enumerate() {
-            let field = format!("weighted_clusters[{i}].cluster");
-            refs.push(reference(field, Kind::Cluster, &w.cluster));
-        }
-        for (i, p) in self.aggregate.iter().flat_map(|a| &a.parts).enumerate() {
-            let field = format!("aggregate.parts[{i}].cluster");
-            refs.push(reference(field, Kind::Cluster, &p.cluster));
-        }
-        if let Some(jwt) = self.auth.as_ref().and_then(|a| a.jwt.as_deref()) {
-            refs.push(reference("auth.jwt".into(), Kind::JwtProvider, jwt));
-        }
-        if let Some(q) = &self.quota {
-            refs.push(reference("quota".into(), Kind::Quota, q));
-        }
-        refs
     }
 }
 

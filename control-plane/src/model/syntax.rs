@@ -138,6 +138,52 @@ pub fn path(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A path a route matches on: a [`path`] already in the form the proxy normalises request
+/// paths to before routing, since a route spelled otherwise could never match: no `\\`, no
+/// `//`, `.` or `..` segment, and `%`-escapes only for reserved characters, in uppercase hex.
+pub fn match_path(s: &str) -> Result<String, String> {
+    let s = path(s)?;
+    if s.contains('\\') {
+        return Err(
+            "must not contain '\\' (request paths are matched with '\\' as '/')".to_owned(),
+        );
+    }
+    let bytes = s.as_bytes();
+    for (i, _) in s.match_indices('%') {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let value = hex
+            .filter(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            })
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match value {
+            Some(v) if !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)) => {}
+            _ => {
+                return Err(format!(
+                    "escape at byte {i} must be an uppercase %XX of a reserved character \
+                     (request paths are matched with unreserved characters decoded)"
+                ));
+            }
+        }
+    }
+    let segments: Vec<&str> = s[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let bad = segments
+        .iter()
+        .enumerate()
+        .any(|(i, seg)| *seg == "." || *seg == ".." || (seg.is_empty() && i != last));
+    if bad {
+        return Err(
+            "must not contain '//', '.' or '..' segments (request paths are matched normalised)"
+                .to_owned(),
+        );
+    }
+    Ok(s)
+}
+
 /// A non-empty token without whitespace (a scope, a part name), at most `max` bytes.
 pub fn token(s: &str, max: usize) -> Result<String, String> {
     if s.is_empty() || s.len() > max {
@@ -161,6 +207,19 @@ mod tests {
         assert!(name(&"a".repeat(63)).is_ok());
         assert!(name("Api").is_err());
         assert!(name("a/b").is_err());
+    }
+
+    #[test]
+    fn match_paths_are_in_normalised_form() {
+        for good in ["/", "/api/", "/a%20b", "/a%2Fb", "/a.b/..c", "/~x"] {
+            assert_eq!(match_path(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "/a//b", "/./a", "/a/..", "/a/../b", "/%61dmin", "/a%2fb", "/a%zz", "/a%2", "/a\\b",
+            "//",
+        ] {
+            assert!(match_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //! It knows JSON types and numeric ranges only; what a valid value means for a resource lives in
 //! each kind's module. `null` counts as absent everywhere, so clients may send `"x": null` to
 //! mean "unset".
+//!
+//! Fields that name another resource are recorded as [`Reference`]s next to the errors, with
+//! their exact paths, whether or not the rest of the body is valid: the store checks them, so
+//! one answer can name the syntax errors and the unknown references together.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use super::Kind;
+use crate::store::Reference;
 
 /// One invalid field of a request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -22,10 +29,11 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// The errors collected while walking one body.
+/// The errors collected while walking one body, and the references its valid names make.
 #[derive(Debug, Default)]
 pub struct Errors {
     list: Vec<FieldError>,
+    refs: Vec<Reference>,
 }
 
 impl Errors {
@@ -47,9 +55,28 @@ impl Errors {
         self.list.iter().map(|e| e.field.as_str())
     }
 
+    /// Records that `field` names resource `name` of `kind`, which must exist.
+    pub fn refer(&mut self, field: impl Into<String>, kind: Kind, name: &str) {
+        self.refs.push(Reference {
+            field: field.into(),
+            kind,
+            name: name.to_owned(),
+        });
+    }
+
+    /// The references recorded so far, in the order they were found.
+    pub fn references(&self) -> &[Reference] {
+        &self.refs
+    }
+
     /// The collected errors, in the order they were found.
     pub fn into_vec(self) -> Vec<FieldError> {
         self.list
+    }
+
+    /// The collected errors and references.
+    pub fn into_parts(self) -> (Vec<FieldError>, Vec<Reference>) {
+        (self.list, self.refs)
     }
 }
 

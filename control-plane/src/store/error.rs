@@ -99,7 +99,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// PostgreSQL classes 08 (connection exception), 53 (insufficient resources, e.g. too many
 /// connections), 57P (operator intervention: shutdown) and 3D000 (the database is gone);
-/// SQLite BUSY / LOCKED.
+/// SQLite BUSY / LOCKED / CANTOPEN (the file or its directory is missing or not accessible).
 fn is_unavailable_code(code: Option<&str>) -> bool {
     match code {
         Some(c) => {
@@ -109,6 +109,7 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
                 || c == "3D000"
                 || c == "5"
                 || c == "6"
+                || c == "14"
         }
         None => false,
     }

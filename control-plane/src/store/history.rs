@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{StoreError, StoredResource};
+use super::{Reference, StoreError, StoredResource};
 use crate::model::Kind;
 use crate::timestamp::rfc3339_ms;
 
@@ -106,6 +106,26 @@ pub(super) async fn get(
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(resource_from_row).transpose()
+}
+
+/// The references of `refs` whose target does not exist now.
+pub(super) async fn missing(
+    pool: &AnyPool,
+    refs: &[Reference],
+) -> Result<Vec<Reference>, StoreError> {
+    let mut missing = Vec::new();
+    for reference in refs {
+        let exists = sqlx::query("SELECT 1 AS one FROM resources WHERE kind = $1 AND name = $2")
+            .bind(reference.kind.plural())
+            .bind(&reference.name)
+            .fetch_optional(pool)
+            .await?
+            .is_some();
+        if !exists {
+            missing.push(reference.clone());
+        }
+    }
+    Ok(missing)
 }
 
 pub(super) async fn revisions(

@@ -185,6 +185,7 @@ pub fn route_to_proto(name: &str, r: &Route) -> pb::Route {
         max_body_bytes: r.max_body_bytes.unwrap_or(0),
         required_headers: r.required_headers.clone(),
         compress: r.compress,
+        allow_encoded_slashes: r.allow_encoded_slashes,
     }
 }
 

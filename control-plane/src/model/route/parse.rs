@@ -7,7 +7,16 @@ use super::*;
 use crate::model::syntax;
 use crate::model::walk::{Errors, Obj, as_str};
 
-/// Reads and checks a route spec; the result is only meaningful when `errs` stays empty.
+/// Why a route's `quota` is refused until the proxy enforces quotas.
+const QUOTA_NOT_ENFORCED: &str = "not supported yet: the proxy does not enforce quotas on \
+     routes (fleet-wide accounting comes with usage reports); remove the field";
+
+/// Why `compress: true` is refused until the proxy compresses responses.
+const COMPRESS_NOT_ENFORCED: &str =
+    "not supported yet: the proxy does not compress responses; remove the field or set it to false";
+
+/// Reads and checks a route spec; the result is only meaningful when `errs` stays empty. The
+/// clusters and JWT provider it names are recorded in `errs` as references.
 pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
     let matcher = obj
         .obj("match", errs)
@@ -41,6 +50,9 @@ pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
         );
     }
     let cluster = obj.take("cluster", errs, |v| as_str(v).and_then(syntax::name));
+    if let Some(c) = &cluster {
+        errs.refer(obj.path_of("cluster"), Kind::Cluster, c);
+    }
     let weighted_clusters = obj
         .array("weighted_clusters", 100, errs)
         .map(|items| weighted_clusters(&obj.path_of("weighted_clusters"), items, errs));
@@ -73,13 +85,12 @@ pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
             "consumer needs auth on the route to identify the caller",
         );
     }
-    let quota = obj.take("quota", errs, |v| as_str(v).and_then(syntax::name));
-    if quota.is_some() && auth.is_none() && !obj.has("auth") {
-        errs.add(
-            obj.path_of("quota"),
-            "needs auth on the route: quotas are charged per consumer",
-        );
+    // Not enforced by the proxy yet: refused rather than stored and ignored.
+    obj.ignore("quota");
+    if obj.has("quota") {
+        errs.add(obj.path_of("quota"), QUOTA_NOT_ENFORCED);
     }
+    let quota = None;
     let timeout_ms = obj.int("timeout_ms", 1..=3_600_000, errs).map(|n| n as u32);
     let retries = obj.obj("retries", errs).and_then(|o| retries(o, errs));
     let per_try = retries.as_ref().and_then(|r| r.per_try_timeout_ms);
@@ -100,6 +111,10 @@ pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
         .str_list("required_headers", 100, errs, syntax::header_name)
         .unwrap_or_default();
     let compress = obj.bool("compress", errs).unwrap_or(false);
+    if compress {
+        errs.add(obj.path_of("compress"), COMPRESS_NOT_ENFORCED);
+    }
+    let allow_encoded_slashes = obj.bool("allow_encoded_slashes", errs).unwrap_or(false);
 
     Route {
         matcher,
@@ -122,13 +137,18 @@ pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
         max_body_bytes,
         required_headers,
         compress,
+        allow_encoded_slashes,
     }
 }
 
 fn route_match(mut obj: Obj<'_>, errs: &mut Errors) -> RouteMatch {
     let host = obj.take("host", errs, |v| as_str(v).and_then(syntax::host_pattern));
-    let path_prefix = obj.take("path_prefix", errs, |v| as_str(v).and_then(syntax::path));
-    let path_exact = obj.take("path_exact", errs, |v| as_str(v).and_then(syntax::path));
+    let path_prefix = obj.take("path_prefix", errs, |v| {
+        as_str(v).and_then(syntax::match_path)
+    });
+    let path_exact = obj.take("path_exact", errs, |v| {
+        as_str(v).and_then(syntax::match_path)
+    });
     let path_regex = obj.take("path_regex", errs, |v| as_str(v).and_then(path_regex));
     let paths = ["path_prefix", "path_exact", "path_regex"];
     let set: Vec<&str> = paths.into_iter().filter(|p| obj.has(p)).collect();
@@ -205,6 +225,7 @@ fn weighted_clusters(
                 );
             }
             seen.push(c.clone());
+            errs.refer(format!("{path}.cluster"), Kind::Cluster, c);
         }
         if let (Some(cluster), Some(weight)) = (cluster, weight) {
             out.push(WeightedCluster {
@@ -231,6 +252,9 @@ fn aggregate(mut obj: Obj<'_>, errs: &mut Errors) -> Aggregate {
             as_str(v).and_then(|s| syntax::token(s, 128))
         });
         let cluster = part.require("cluster", errs, |v| as_str(v).and_then(syntax::name));
+        if let Some(c) = &cluster {
+            errs.refer(part.path_of("cluster"), Kind::Cluster, c);
+        }
         let part_path = part.require("path", errs, |v| as_str(v).and_then(syntax::path));
         part.finish(errs);
         if let Some(n) = &name {
@@ -315,6 +339,9 @@ fn json_field_path(s: &str) -> Result<String, String> {
 fn auth(mut obj: Obj<'_>, errs: &mut Errors) -> Auth {
     let api_key = obj.bool("api_key", errs).unwrap_or(false);
     let jwt = obj.take("jwt", errs, |v| as_str(v).and_then(syntax::name));
+    if let Some(provider) = &jwt {
+        errs.refer(obj.path_of("jwt"), Kind::JwtProvider, provider);
+    }
     let scopes = obj
         .str_list("scopes", 64, errs, |s| syntax::token(s, 128))
         .unwrap_or_default();

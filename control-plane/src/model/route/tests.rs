@@ -223,7 +223,7 @@ fn rewrite_and_header_rules() {
 }
 
 #[test]
-fn auth_rate_limit_quota_rules() {
+fn auth_rate_limit_rules() {
     assert_eq!(fields(with(json!({"auth": {}}))), ["auth"]);
     assert_eq!(
         fields(with(json!({"auth": {"jwt": "Bad", "scopes": ["a b"]}}))),
@@ -245,9 +245,8 @@ fn auth_rate_limit_quota_rules() {
         )),
         ["rate_limit.by"]
     );
-    assert_eq!(fields(with(json!({"quota": "gold"}))), ["quota"]);
     assert!(
-        check(with(json!({"quota": "gold", "auth": {"api_key": true},
+        check(with(json!({"auth": {"api_key": true},
             "rate_limit": {"requests": 5, "per_seconds": 1, "by": "consumer"}})))
         .is_ok()
     );
@@ -324,13 +323,54 @@ fn cors_cache_body_compress_rules() {
 
 #[test]
 fn references_name_each_field() {
-    let r = check(json!({"aggregate": {"parts": [
-        {"name": "a", "cluster": "x", "path": "/a"},
-        {"name": "b", "cluster": "y", "path": "/b"}]}}))
-    .unwrap();
-    let fields: Vec<String> = r.references().into_iter().map(|r| r.field).collect();
+    let refs = |body: Value| -> Vec<(String, Kind, String)> {
+        let mut errs = Errors::default();
+        let mut obj = Obj::new("", &body, &mut errs).unwrap();
+        parse(&mut obj, &mut errs);
+        errs.references()
+            .iter()
+            .map(|r| (r.field.clone(), r.kind, r.name.clone()))
+            .collect()
+    };
+    let cluster = |field: &str, name: &str| (field.to_owned(), Kind::Cluster, name.to_owned());
     assert_eq!(
-        fields,
-        ["aggregate.parts[0].cluster", "aggregate.parts[1].cluster"]
+        refs(json!({"aggregate": {"parts": [
+            {"name": "a", "cluster": "x", "path": "/a"},
+            {"name": "b", "cluster": "y", "path": "/b"}]}})),
+        [
+            cluster("aggregate.parts[0].cluster", "x"),
+            cluster("aggregate.parts[1].cluster", "y")
+        ]
     );
+    // In an invalid body too, each at its own path: a bad entry does not shift the next.
+    assert_eq!(
+        refs(
+            json!({"weighted_clusters": [{"cluster": "a", "weight": 0}, "x",
+                                          {"cluster": "b", "weight": 1}],
+                    "auth": {"jwt": "idp"}, "match": {"path_prefix": 5}})
+        ),
+        [
+            cluster("weighted_clusters[0].cluster", "a"),
+            cluster("weighted_clusters[2].cluster", "b"),
+            ("auth.jwt".to_owned(), Kind::JwtProvider, "idp".to_owned()),
+        ]
+    );
+    assert_eq!(
+        refs(json!({"cluster": "nope", "match": {"path_prefix": 5}})),
+        [cluster("cluster", "nope")]
+    );
+}
+
+#[test]
+fn unenforced_fields_are_refused() {
+    let errs = check(with(json!({"quota": "gold", "auth": {"api_key": true}}))).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "quota");
+    assert!(errs[0].1.contains("not supported yet"), "{errs:?}");
+    let errs = check(with(json!({"compress": true}))).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "compress");
+    assert!(errs[0].1.contains("not supported yet"), "{errs:?}");
+    let r = check(with(json!({"compress": false, "quota": null}))).unwrap();
+    assert!(!r.compress && r.quota.is_none());
 }

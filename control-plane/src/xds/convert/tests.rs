@@ -104,15 +104,13 @@ fn full_route_round_trips() {
             "remove_response_fields": ["user.password"],
             "auth": {"api_key": true, "jwt": "idp", "scopes": ["read"]},
             "rate_limit": {"requests": 100, "per_seconds": 60, "by": "consumer"},
-            "quota": "gold",
             "timeout_ms": 5000,
             "retries": {"attempts": 3, "on": ["reset", "5xx"], "per_try_timeout_ms": 1000},
             "cors": {"allow_origins": ["https://app.example.com"], "allow_methods": ["get"],
                      "allow_headers": ["X-Token"], "max_age_s": 600},
             "cache": {"ttl_s": 30},
             "max_body_bytes": 1048576,
-            "required_headers": ["X-Tenant"],
-            "compress": true
+            "required_headers": ["X-Tenant"]
         }),
     );
     let want = pb::Route {
@@ -160,7 +158,8 @@ fn full_route_round_trips() {
             per_seconds: 60,
             by: pb::RateLimitKey::Consumer as i32,
         }),
-        quota: "gold".into(),
+        // quota and compress are refused by validation until the proxy enforces them.
+        quota: String::new(),
         timeout_ms: 5000,
         retries: Some(pb::Retries {
             attempts: 3,
@@ -176,7 +175,8 @@ fn full_route_round_trips() {
         cache: Some(pb::Cache { ttl_s: 30 }),
         max_body_bytes: 1_048_576,
         required_headers: vec!["x-tenant".into()],
-        compress: true,
+        compress: false,
+        allow_encoded_slashes: false,
     };
     assert_eq!(r, want);
 }

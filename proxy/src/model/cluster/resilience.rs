@@ -15,7 +15,8 @@ use super::ClusterError;
 
 /// Default time between health checks.
 pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_millis(5000);
-/// Default time one health check may take (also capped at half the interval).
+/// Default time one health check may take (at most half the interval when `timeout_ms` is
+/// unset).
 pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Default consecutive passing checks to become healthy again.
 pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
@@ -110,8 +111,9 @@ impl TryFrom<&v1::HealthCheck> for HealthCheckSpec {
         Ok(Self {
             http_path,
             interval,
-            // A check never outlives its interval, so rounds cannot overlap.
-            timeout: timeout.min(interval),
+            // May exceed the interval (as in Envoy and Kong): the next round starts `interval`
+            // after the previous one ends, so rounds never overlap.
+            timeout,
             healthy_threshold: nonzero_or(proto.healthy_threshold, DEFAULT_HEALTHY_THRESHOLD),
             unhealthy_threshold: nonzero_or(proto.unhealthy_threshold, DEFAULT_UNHEALTHY_THRESHOLD),
         })
@@ -173,6 +175,18 @@ mod tests {
         .unwrap();
         assert_eq!(tcp.http_path, None);
         assert_eq!(tcp.timeout, Duration::from_millis(50));
+        let slow = HealthCheckSpec::try_from(&v1::HealthCheck {
+            tcp: true,
+            interval_ms: 100,
+            timeout_ms: 250,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            slow.timeout,
+            Duration::from_millis(250),
+            "a timeout above the interval is kept"
+        );
         assert!(
             HealthCheckSpec::try_from(&v1::HealthCheck {
                 path: "nope".into(),
