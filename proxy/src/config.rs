@@ -60,6 +60,10 @@ pub enum ConfigError {
     NoControlPlane,
     #[error("control-plane address {0:?} is not http://host:port")]
     BadControlPlane(String),
+    #[error(
+        "control-plane address {0:?} is https://, but this proxy cannot speak TLS to the control plane yet; use http:// (with --control-plane-token) on a trusted network"
+    )]
+    TlsControlPlane(String),
     #[error("the control-plane token must be non-empty visible ASCII")]
     BadControlPlaneToken,
 }
@@ -117,8 +121,10 @@ pub fn parse_control_plane(text: &str) -> Result<Vec<String>, ConfigError> {
         let uri: http::Uri = address
             .parse()
             .map_err(|_| ConfigError::BadControlPlane(item.to_owned()))?;
-        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-        if !scheme_ok || uri.authority().is_none() {
+        if uri.scheme_str() == Some("https") {
+            return Err(ConfigError::TlsControlPlane(item.to_owned()));
+        }
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(ConfigError::BadControlPlane(item.to_owned()));
         }
         addresses.push(address);
@@ -129,12 +135,12 @@ pub fn parse_control_plane(text: &str) -> Result<Vec<String>, ConfigError> {
     Ok(addresses)
 }
 
-/// Hostname + "-" + pid; the hostname comes from `/proc/sys/kernel/hostname`, else "proxy".
 /// One worker per CPU this process may run on.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// Hostname + "-" + pid; the hostname comes from `/proc/sys/kernel/hostname`, else "proxy".
 pub fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -176,5 +182,9 @@ mod tests {
         );
         assert_eq!(parse_control_plane(" "), Err(ConfigError::NoControlPlane));
         assert!(parse_control_plane("ftp://a:1").is_err());
+        assert_eq!(
+            parse_control_plane("http://a:1,https://b:2"),
+            Err(ConfigError::TlsControlPlane("https://b:2".into()))
+        );
     }
 }

@@ -34,8 +34,8 @@ pub enum ProxyError {
     CircuitOpen,
     #[error("request body could not be read")]
     ClientBody,
-    #[error("route action {0} is not supported by this proxy yet")]
-    Unsupported(&'static str),
+    #[error("{0}")]
+    BadPath(&'static str),
     #[error("upstream connect failed")]
     UpstreamConnect,
     #[error("upstream connection failed")]
@@ -68,7 +68,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::ClientBody | ProxyError::MissingHeader(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBody | ProxyError::MissingHeader(_) | ProxyError::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::MissingScope(_) | ProxyError::CorsRejected(_) => StatusCode::FORBIDDEN,
             ProxyError::JwtProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,7 +83,6 @@ impl ProxyError {
             ProxyError::ClusterNotFound | ProxyError::NoEndpoint | ProxyError::CircuitOpen => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::UpstreamConnect | ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -91,6 +92,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::ClientBody
+            | ProxyError::BadPath(_)
             | ProxyError::Unauthorized(_)
             | ProxyError::MissingScope(_)
             | ProxyError::RateLimited
@@ -100,7 +102,6 @@ impl ProxyError {
             ProxyError::ClusterNotFound
             | ProxyError::NoEndpoint
             | ProxyError::CircuitOpen
-            | ProxyError::Unsupported(_)
             | ProxyError::JwtProviderUnavailable(_) => Blame::Internal,
             ProxyError::UpstreamConnect
             | ProxyError::UpstreamReset

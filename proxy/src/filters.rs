@@ -146,10 +146,10 @@ impl RouteFilters {
         if let Some(limiter) = &self.rate_limit {
             let key = match limiter.spec().by {
                 RateLimitBy::Route => None,
-                RateLimitBy::Ip => Some(BucketKey::Ip(client.ip)),
+                RateLimitBy::Ip => Some(BucketKey::client(client.ip)),
                 RateLimitBy::Consumer => Some(match &identity {
                     Some(identity) => BucketKey::Consumer(Arc::clone(&identity.name)),
-                    None => BucketKey::Ip(client.ip),
+                    None => BucketKey::client(client.ip),
                 }),
             };
             let decision = limiter.check(key);
@@ -167,7 +167,8 @@ impl RouteFilters {
         }
         let mut miss = None;
         if let Some(cache) = &self.cache {
-            match cache.lookup(&parts) {
+            let identity = identity.as_ref().map(|identity| &*identity.name);
+            match cache.lookup(&parts, identity) {
                 Lookup::Hit(response) => {
                     decorations.cache = Some(HeaderValue::from_static("HIT"));
                     return Ok(response);

@@ -1,4 +1,4 @@
-//! The request path: one snapshot load, route, then either straight to the route's action
+//! The request path: the path normalised ([`crate::path_normalize`]), one snapshot load, route, then either straight to the route's action
 //! (a route without policies: no filter code runs) or through the route's filter chain
 //! ([`crate::filters`]) around the action; failures become JSON errors; then the metrics and
 //! the access-log line.
@@ -6,10 +6,12 @@
 //! Balancing, retries and the rest of the upstream side are [`crate::upstream::exchange`]'s;
 //! this module deliberately holds no state of its own.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, header};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use hyper::body::{Body, Incoming};
 
 use crate::body::{BoxError, ProxyBody, full};
@@ -20,6 +22,7 @@ use crate::filters::cors::Cors;
 use crate::filters::{Decorations, RouteFilters};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
 use crate::model::RouteAction;
+use crate::path_normalize;
 use crate::router::{CompiledRoute, Router};
 use crate::snapshot::Snapshot;
 use crate::state::Shared;
@@ -45,6 +48,9 @@ pub async fn handle(
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // The proxy answers in its own HTTP version (RFC 9110 §6.2), whatever the upstream spoke:
+    // an HTTP/1.0 origin's response goes to an HTTP/1.1 client as `HTTP/1.1`.
+    *response.version_mut() = Version::HTTP_11;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     shared.metrics.observe_request(status, elapsed);
@@ -71,6 +77,7 @@ async fn dispatch(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // `x-consumer` is the proxy's word on who called: never the client's.
     request.headers_mut().remove(&X_CONSUMER);
+    let escaped_slash = normalize_path(&mut request)?;
     let snapshot = shared.snapshot.load_full();
     let route = match snapshot
         .router
@@ -79,6 +86,11 @@ async fn dispatch(
         Some(route) => route,
         None => preflight_route(&snapshot.router, &request).ok_or(ProxyError::NoRoute)?,
     };
+    if escaped_slash && !route.spec.allow_encoded_slashes {
+        return Err(ProxyError::BadPath(
+            "escaped '/' or '\\' in the request path (the route does not allow encoded slashes)",
+        ));
+    }
     let Some(filters) = route.filters.as_deref() else {
         return act(&snapshot, route, request, client, request_id).await;
     };
@@ -94,6 +106,35 @@ async fn dispatch(
     };
     decorations.apply(response.headers_mut());
     Ok(response)
+}
+
+/// Replaces the request's path by its normalised form ([`path_normalize`]) when it differs, so
+/// routing, filters and the upstream all see the same path. Returns whether the path holds an
+/// escaped slash.
+fn normalize_path<B>(request: &mut Request<B>) -> Result<bool, ProxyError> {
+    let (path, escaped_slash) = match path_normalize::normalize(request.uri().path()) {
+        Ok(normalized) => match normalized.path {
+            Cow::Owned(path) => (path, normalized.escaped_slash),
+            Cow::Borrowed(_) => return Ok(normalized.escaped_slash),
+        },
+        Err(_) => {
+            return Err(ProxyError::BadPath(
+                "invalid percent-escape in the request path",
+            ));
+        }
+    };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+            .map_err(|_| ProxyError::BadPath("invalid request path"))?,
+    );
+    *request.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadPath("invalid request path"))?;
+    Ok(escaped_slash)
 }
 
 /// The JSON error response, counting upstream failures.

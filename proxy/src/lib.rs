@@ -18,6 +18,8 @@
 //! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
 //! - [`handler`]: the request path — one snapshot load, route, filters, act, JSON errors,
 //!   metrics.
+//! - [`path_normalize`]: the request path in canonical form (dot segments, unreserved escapes,
+//!   merged slashes) before routing; what the upstream receives too.
 //! - [`router`]: host-indexed, pre-sorted route selection.
 //! - [`filters`]: gateway policies as a per-route chain built once per config (CORS, auth,
 //!   rate limit, validation, transforms, cache, aggregation); a route without policies has
@@ -57,6 +59,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod model;
 pub mod outlier;
+pub mod path_normalize;
 pub mod reporter;
 pub mod resource_set;
 pub mod router;

@@ -7,9 +7,10 @@
 //!   building them once when they are missing.
 //! - [`database`]: [`Db`] (which backend) and [`Database`] (one fresh database, dropped at the end).
 //! - [`process`]: a spawned child with its log file; killed by its own PID on drop, and prints its
-//!   log tail when the test fails.
+//!   log tail when the test fails; [`process::run_to_exit`] runs one to its exit code.
 //! - [`control_plane`] / [`proxy`]: the two binaries, started and waited for, with small clients
 //!   for their admin APIs.
+//! - [`raw`]: HTTP/1.1 written and read byte for byte (attack paths, status lines).
 //! - [`upstream`]: a fake HTTP origin that says who it is and records what it saw.
 //! - [`client`]: a bounded HTTP/1.1 client (hyper-util's legacy client, 5 s per request).
 //! - [`resources`]: JSON builders for the REST shapes of the spec.
@@ -31,6 +32,7 @@ pub mod database;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod resources;
 pub mod scratch;
 pub mod upstream;

@@ -182,6 +182,9 @@ pub fn route(route: &v1::Route) -> Value {
         out.insert("required_headers".into(), json!(route.required_headers));
     }
     out.insert("compress".into(), json!(route.compress));
+    if route.allow_encoded_slashes {
+        out.insert("allow_encoded_slashes".into(), json!(true));
+    }
     Value::Object(out)
 }
 

@@ -1,11 +1,15 @@
 //! `cache`: a per-route, in-memory response cache for GET and HEAD.
 //!
-//! - Key: method + host + path + query, plus the request's values of the headers the stored
-//!   response `Vary`s on (`Vary: *` is never stored).
+//! - Key: the caller's identity when the route authenticated one (consumer name or JWT `sub`),
+//!   then method + host + path + query, plus the request's values of the headers the stored
+//!   response `Vary`s on (`Vary: *` is never stored). An authenticated response is therefore
+//!   only ever served to the same identity: each consumer has its own partition of the cache.
 //! - Freshness: the route's `ttl_s`, shortened by the upstream's `s-maxage` / `max-age`;
 //!   `no-store`, `no-cache`, `private` and `set-cookie` responses are not stored, and neither
-//!   are responses to requests carrying `authorization` unless the upstream says `public` /
-//!   `s-maxage`. A client's `cache-control: no-cache` / `no-store` skips the lookup.
+//!   are responses to requests that carry a credential the proxy did not consume
+//!   (`authorization` or `x-api-key` forwarded to the upstream) unless the upstream says
+//!   `public` / `s-maxage` (RFC 9111 §3.5). A client's `cache-control: no-cache` / `no-store`
+//!   skips the lookup.
 //! - Memory: at most [`MAX_ENTRY_BYTES`] per response and [`MAX_TOTAL_BYTES`] per route,
 //!   least-recently-used first out. A response is stored as it streams to the client
 //!   ([`StoreOnEnd`]): nothing waits for the cache, and a body that outgrows the entry limit
@@ -25,6 +29,7 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, ProxyBody, full};
+use crate::filters::auth::X_API_KEY;
 use crate::model::CacheSpec;
 
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
@@ -78,7 +83,8 @@ pub struct Miss {
     primary: Box<str>,
     /// The request's headers (for the `Vary` values).
     request_headers: HeaderMap,
-    had_authorization: bool,
+    /// The request still carries a credential for the upstream (not consumed by the proxy).
+    forwards_credential: bool,
 }
 
 /// The result of a lookup.
@@ -112,12 +118,13 @@ impl ResponseCache {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Looks `request` up.
-    pub fn lookup(&self, parts: &http::request::Parts) -> Lookup {
+    /// Looks `request` up in the partition of `identity` (who the route's auth says called;
+    /// `None` for an unauthenticated route).
+    pub fn lookup(&self, parts: &http::request::Parts, identity: Option<&str>) -> Lookup {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Lookup::Bypass;
         }
-        let primary = primary_key(&parts.method, &parts.uri, &parts.headers);
+        let primary = primary_key(identity, &parts.method, &parts.uri, &parts.headers);
         let skip =
             directives(&parts.headers).any(|(name, _)| name == "no-cache" || name == "no-store");
         if !skip {
@@ -141,7 +148,8 @@ impl ResponseCache {
         Lookup::Miss(Miss {
             primary: primary.into(),
             request_headers: parts.headers.clone(),
-            had_authorization: parts.headers.contains_key(header::AUTHORIZATION),
+            forwards_credential: parts.headers.contains_key(header::AUTHORIZATION)
+                || parts.headers.contains_key(&X_API_KEY),
         })
     }
 
@@ -155,7 +163,7 @@ impl ResponseCache {
             response.status(),
             response.headers(),
             self.spec.ttl,
-            miss.had_authorization,
+            miss.forwards_credential,
         ) else {
             return response;
         };
@@ -277,15 +285,28 @@ impl Cached {
     }
 }
 
-/// `METHOD host/path?query`.
-pub fn primary_key(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> String {
+/// `METHOD host/path?query`, prefixed with `\0identity\0` for an authenticated request.
+///
+/// The prefix makes the partitions disjoint: an identity is a valid header value (no NUL),
+/// and no unauthenticated key starts with NUL (it starts with the method) or contains one
+/// (paths and the `Vary` values appended by [`full_key`] cannot hold NUL either).
+pub fn primary_key(
+    identity: Option<&str>,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> String {
     let host = uri
         .authority()
         .map(|a| a.as_str())
         .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{method} {}{path}", host.to_ascii_lowercase())
+    let host = host.to_ascii_lowercase();
+    match identity {
+        Some(identity) => format!("\0{identity}\0{method} {host}{path}"),
+        None => format!("{method} {host}{path}"),
+    }
 }
 
 /// The primary key plus, per `Vary` header name, the request's values.
@@ -332,7 +353,7 @@ pub fn storable_for(
     status: StatusCode,
     headers: &HeaderMap,
     ttl: Duration,
-    request_had_authorization: bool,
+    request_forwards_credential: bool,
 ) -> Option<Duration> {
     if !CACHEABLE.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) {
         return None;
@@ -358,7 +379,7 @@ pub fn storable_for(
             _ => {}
         }
     }
-    if request_had_authorization && !public && shared_max_age.is_none() {
+    if request_forwards_credential && !public && shared_max_age.is_none() {
         return None;
     }
     let ttl = match shared_max_age.or(max_age) {

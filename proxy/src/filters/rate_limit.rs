@@ -41,8 +41,24 @@ pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-pol
 /// What a bucket is keyed by for one request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BucketKey {
+    /// A client address as [`BucketKey::client`] keys it.
     Ip(IpAddr),
     Consumer(Arc<str>),
+}
+
+impl BucketKey {
+    /// The bucket of a client address: an IPv4 address (IPv4-mapped IPv6 included) alone, an
+    /// IPv6 address by its /64 — one host's share of a network, since a client usually holds a
+    /// whole /64 and could otherwise take a new bucket per request.
+    pub fn client(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !u128::from(u64::MAX);
+                BucketKey::Ip(IpAddr::V6(network.into()))
+            }
+            v4 => BucketKey::Ip(v4),
+        }
+    }
 }
 
 /// The answer for one request.
@@ -317,6 +333,24 @@ mod tests {
         let acme = Some(BucketKey::Consumer("acme".into()));
         assert!(consumers.check_at(acme.clone(), t0).allowed);
         assert!(!consumers.check_at(acme, t0).allowed);
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let limiter = RateLimiter::new(spec(1, 60, RateLimitBy::Ip));
+        let t0 = limiter.capacity;
+        let host = |text: &str| Some(BucketKey::client(text.parse().unwrap()));
+        assert!(limiter.check_at(host("2001:db8:1:2::1"), t0).allowed);
+        assert!(
+            !limiter
+                .check_at(host("2001:db8:1:2:ffff:ffff:ffff:ffff"), t0)
+                .allowed,
+            "another address of the same /64 shares the bucket"
+        );
+        assert!(limiter.check_at(host("2001:db8:1:3::1"), t0).allowed);
+        assert!(limiter.check_at(host("192.0.2.1"), t0).allowed);
+        assert!(!limiter.check_at(host("::ffff:192.0.2.1"), t0).allowed);
+        assert!(limiter.check_at(host("192.0.2.2"), t0).allowed);
     }
 
     #[test]

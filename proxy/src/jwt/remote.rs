@@ -2,12 +2,15 @@
 //! unknown `kid` and on a timer.
 //!
 //! Readers load the current [`KeySet`] from an `ArcSwap` and never wait on a fetch. A miss
-//! goes through `RemoteKeys::refetch_if_due`: one fetch at a time (a `tokio` mutex; callers
-//! that queued behind a fetch reuse its result instead of fetching again), at most one per
-//! `min_refetch_interval`. A failed fetch keeps the previous keys. Bodies are bounded by
+//! goes through `RemoteKeys::refetch_if_due`: it starts a fetch in the background when one is
+//! due (at most one per `min_refetch_interval`, one at a time — the fetch runs in its own task
+//! behind a `tokio` mutex, so a request that gives up does not cancel it), then waits for a
+//! fetch to complete for at most `unknown_kid_wait`; callers that arrive while a fetch runs
+//! share its result. A request is never held longer than that bound, however slow the identity
+//! provider: past it, the token's key is unknown (401). A failed fetch keeps the previous keys. Bodies are bounded by
 //! [`MAX_JWKS_BYTES`], each fetch by `fetch_timeout`; redirects are not followed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::algorithms::AlgorithmSet;
@@ -39,6 +43,8 @@ pub struct JwksOptions {
     pub refresh_interval: Duration,
     /// Bound of one fetch: connect, response and body.
     pub fetch_timeout: Duration,
+    /// Longest a request with an unknown `kid` waits for a fetch (which goes on without it).
+    pub unknown_kid_wait: Duration,
 }
 
 impl Default for JwksOptions {
@@ -47,6 +53,7 @@ impl Default for JwksOptions {
             min_refetch_interval: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(600),
             fetch_timeout: Duration::from_secs(5),
+            unknown_kid_wait: Duration::from_secs(1),
         }
     }
 }
@@ -81,14 +88,19 @@ pub(crate) struct RemoteKeys {
     /// Fetches completed (success or failure); bumped after `current` is stored, so a reader
     /// that saw `n` before loading keys has keys at least as new as fetch `n`.
     completed: AtomicU64,
+    /// Woken after each completed fetch.
+    fetched: Notify,
+    /// A background fetch for a miss has been started and has not finished.
+    miss_fetch_running: AtomicBool,
+    /// Start of the last completed fetch, in ms after `epoch`; [`NEVER`] before the first.
+    last_fetch_ms: AtomicU64,
+    epoch: Instant,
     /// Held for the whole of a fetch: the single-flight gate.
-    gate: tokio::sync::Mutex<Gate>,
+    gate: tokio::sync::Mutex<()>,
 }
 
-struct Gate {
-    /// Start of the last completed fetch.
-    last_fetch: Option<Instant>,
-}
+/// `last_fetch_ms` before any fetch completed.
+const NEVER: u64 = u64::MAX;
 
 impl RemoteKeys {
     pub fn new(provider: String, uri: Uri, allowed: AlgorithmSet, options: JwksOptions) -> Self {
@@ -100,7 +112,11 @@ impl RemoteKeys {
             client: https_client(options.fetch_timeout),
             current: ArcSwap::from_pointee(KeySet::default()),
             completed: AtomicU64::new(0),
-            gate: tokio::sync::Mutex::new(Gate { last_fetch: None }),
+            fetched: Notify::new(),
+            miss_fetch_running: AtomicBool::new(false),
+            last_fetch_ms: AtomicU64::new(NEVER),
+            epoch: Instant::now(),
+            gate: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -114,15 +130,43 @@ impl RemoteKeys {
         self.current.load()
     }
 
-    /// Fetches after a miss, unless a fetch completed since the caller's `seen` (then its
-    /// result is already in [`Self::current`]) or the last one is too recent. Callers that
-    /// arrive while a fetch runs wait for it.
-    pub async fn refetch_if_due(&self, seen: u64) {
-        let mut gate = self.gate.lock().await;
-        if self.completed() != seen || !self.due(&gate) {
+    /// After a miss: unless a fetch completed since the caller's `seen` (then its result is
+    /// already in [`Self::current`]), starts a background fetch when one is due, and waits for
+    /// a running fetch to complete — at most `unknown_kid_wait`. Returns at once when no fetch
+    /// runs and none is due.
+    pub async fn refetch_if_due(self: &Arc<Self>, seen: u64) {
+        let fetched = self.fetched.notified();
+        tokio::pin!(fetched);
+        // Registered before the checks below, so a completion in between is not missed.
+        fetched.as_mut().enable();
+        if self.completed() != seen {
             return;
         }
-        self.fetch(&mut gate, "unknown kid").await;
+        let running = self.miss_fetch_running.load(Ordering::Acquire);
+        if !running {
+            if !self.due() {
+                return;
+            }
+            if self
+                .miss_fetch_running
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    {
+                        let _gate = this.gate.lock().await;
+                        if this.completed() == seen && this.due() {
+                            this.fetch("unknown kid").await;
+                        }
+                    }
+                    this.miss_fetch_running.store(false, Ordering::Release);
+                    // A fetch skipped as not due still ends the wait of those behind it.
+                    this.fetched.notify_waiters();
+                });
+            }
+        }
+        let _ = tokio::time::timeout(self.options.unknown_kid_wait, fetched).await;
     }
 
     /// The background refresh: loads the keys at once, then every `refresh_interval`
@@ -130,9 +174,9 @@ impl RemoteKeys {
     pub async fn refresh_loop(self: Arc<Self>) {
         loop {
             {
-                let mut gate = self.gate.lock().await;
-                if self.due(&gate) {
-                    self.fetch(&mut gate, "timer").await;
+                let _gate = self.gate.lock().await;
+                if self.due() {
+                    self.fetch("timer").await;
                 }
             }
             let delay = if self.current().is_empty() {
@@ -144,15 +188,23 @@ impl RemoteKeys {
         }
     }
 
-    fn due(&self, gate: &Gate) -> bool {
-        gate.last_fetch
-            .is_none_or(|last| last.elapsed() >= self.options.min_refetch_interval)
+    fn due(&self) -> bool {
+        let last = self.last_fetch_ms.load(Ordering::Acquire);
+        last == NEVER || self.millis_since_epoch().saturating_sub(last) >= self.min_refetch_ms()
     }
 
-    /// One fetch with the gate held. Recorded only once finished: a fetch cancelled with its
-    /// request leaves the next waiter free to fetch.
-    async fn fetch(&self, gate: &mut Gate, reason: &'static str) {
-        let started = Instant::now();
+    fn millis_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    fn min_refetch_ms(&self) -> u64 {
+        u64::try_from(self.options.min_refetch_interval.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// One fetch; the caller holds the gate. Recorded only once finished: a fetch cancelled
+    /// (its verifier dropped) leaves the next one free to fetch.
+    async fn fetch(&self, reason: &'static str) {
+        let started = self.millis_since_epoch();
         let outcome = tokio::time::timeout(self.options.fetch_timeout, self.fetch_once())
             .await
             .unwrap_or(Err(FetchError::Timeout));
@@ -167,8 +219,9 @@ impl RemoteKeys {
                     %error, "jwks fetch failed; keeping the previous keys");
             }
         }
-        gate.last_fetch = Some(started);
+        self.last_fetch_ms.store(started, Ordering::Release);
         self.completed.fetch_add(1, Ordering::Release);
+        self.fetched.notify_waiters();
     }
 
     async fn fetch_once(&self) -> Result<KeySet, FetchError> {

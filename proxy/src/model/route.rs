@@ -30,6 +30,8 @@ pub struct RouteSpec {
     pub retries: Option<RetrySpec>,
     /// Gateway policies; empty for a plain route.
     pub policies: RoutePolicies,
+    /// Requests whose path holds `%2F` / `%5C` are accepted (else 400).
+    pub allow_encoded_slashes: bool,
 }
 
 /// Most parts an aggregate may fan out to.
@@ -214,6 +216,7 @@ impl TryFrom<&v1::Route> for RouteSpec {
             timeout,
             retries,
             policies: RoutePolicies::try_from(proto)?,
+            allow_encoded_slashes: proto.allow_encoded_slashes,
         })
     }
 }

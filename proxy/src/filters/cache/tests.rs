@@ -76,9 +76,9 @@ fn cache_control_decides_storage_and_ttl() {
 fn keys_cover_method_host_path_query_and_vary() {
     let uri: http::Uri = "/a/b?x=1".parse().unwrap();
     let request = headers(&[("host", "API.example.com"), ("accept-language", "fr")]);
-    let primary = primary_key(&Method::GET, &uri, &request);
+    let primary = primary_key(None, &Method::GET, &uri, &request);
     assert_eq!(primary, "GET api.example.com/a/b?x=1");
-    assert_ne!(primary, primary_key(&Method::HEAD, &uri, &request));
+    assert_ne!(primary, primary_key(None, &Method::HEAD, &uri, &request));
     let vary = [HeaderName::from_static("accept-language")];
     assert_eq!(
         &*full_key(&primary, &vary, &request),
@@ -99,7 +99,16 @@ async fn miss_then_store(
     parts: &http::request::Parts,
     response: Response<ProxyBody>,
 ) {
-    let Lookup::Miss(miss) = cache.lookup(parts) else {
+    miss_then_store_as(cache, parts, None, response).await;
+}
+
+async fn miss_then_store_as(
+    cache: &Arc<ResponseCache>,
+    parts: &http::request::Parts,
+    identity: Option<&str>,
+    response: Response<ProxyBody>,
+) {
+    let Lookup::Miss(miss) = cache.lookup(parts, identity) else {
         panic!("expected a miss")
     };
     let stored = cache.store_on_end(miss, response);
@@ -122,7 +131,7 @@ async fn stores_when_the_body_ends_and_honours_vary() {
         response("bonjour", &[("vary", "accept-language")]),
     )
     .await;
-    let Lookup::Hit(hit) = cache.lookup(&parts) else {
+    let Lookup::Hit(hit) = cache.lookup(&parts, None) else {
         panic!("expected a hit")
     };
     assert_eq!(hit.headers()[header::AGE], "0");
@@ -131,18 +140,21 @@ async fn stores_when_the_body_ends_and_honours_vary() {
         b"bonjour"
     );
     assert!(matches!(
-        cache.lookup(&get("/x", &[("accept-language", "en")])),
+        cache.lookup(&get("/x", &[("accept-language", "en")]), None),
         Lookup::Miss(_)
     ));
     assert!(matches!(
-        cache.lookup(&get(
-            "/x",
-            &[("cache-control", "no-cache"), ("accept-language", "fr")]
-        )),
+        cache.lookup(
+            &get(
+                "/x",
+                &[("cache-control", "no-cache"), ("accept-language", "fr")]
+            ),
+            None
+        ),
         Lookup::Miss(_)
     ));
     let post = Request::post("/x").body(()).unwrap().into_parts().0;
-    assert!(matches!(cache.lookup(&post), Lookup::Bypass));
+    assert!(matches!(cache.lookup(&post, None), Lookup::Bypass));
 
     let no_store = get("/n", &[]);
     miss_then_store(
@@ -151,7 +163,7 @@ async fn stores_when_the_body_ends_and_honours_vary() {
         response("x", &[("cache-control", "no-store")]),
     )
     .await;
-    assert!(matches!(cache.lookup(&no_store), Lookup::Miss(_)));
+    assert!(matches!(cache.lookup(&no_store, None), Lookup::Miss(_)));
 }
 
 #[tokio::test]
@@ -167,16 +179,91 @@ async fn memory_is_bounded_least_recently_used_first() {
         miss_then_store(&cache, &parts, response(body, &[])).await;
         if i == 1 {
             // /0 is used again, so /1 is the least recently used and goes first.
-            assert!(matches!(cache.lookup(&get("/0", &[])), Lookup::Hit(_)));
+            assert!(matches!(
+                cache.lookup(&get("/0", &[]), None),
+                Lookup::Hit(_)
+            ));
         }
     }
     assert!(cache.bytes() <= 4_000, "{}", cache.bytes());
-    assert!(matches!(cache.lookup(&get("/9", &[])), Lookup::Hit(_)));
-    assert!(matches!(cache.lookup(&get("/1", &[])), Lookup::Miss(_)));
+    assert!(matches!(
+        cache.lookup(&get("/9", &[]), None),
+        Lookup::Hit(_)
+    ));
+    assert!(matches!(
+        cache.lookup(&get("/1", &[]), None),
+        Lookup::Miss(_)
+    ));
     let big: &'static str = Box::leak("y".repeat(2_000).into_boxed_str());
     miss_then_store(&cache, &get("/big", &[]), response(big, &[])).await;
     assert!(
-        matches!(cache.lookup(&get("/big", &[])), Lookup::Miss(_)),
+        matches!(cache.lookup(&get("/big", &[]), None), Lookup::Miss(_)),
         "over the entry limit"
+    );
+}
+
+async fn body_of(lookup: Lookup) -> Bytes {
+    let Lookup::Hit(hit) = lookup else {
+        panic!("expected a hit, got {lookup:?}")
+    };
+    hit.into_body().collect().await.unwrap().to_bytes()
+}
+
+#[tokio::test]
+async fn each_identity_has_its_own_partition() {
+    let cache = Arc::new(ResponseCache::new(CacheSpec { ttl: TTL }));
+    let parts = get("/me", &[]);
+    miss_then_store_as(&cache, &parts, Some("acme"), response("acme's", &[])).await;
+    assert!(
+        matches!(cache.lookup(&parts, Some("bob")), Lookup::Miss(_)),
+        "another consumer misses"
+    );
+    assert!(
+        matches!(cache.lookup(&parts, None), Lookup::Miss(_)),
+        "an anonymous request misses"
+    );
+    miss_then_store_as(&cache, &parts, Some("bob"), response("bob's", &[])).await;
+    assert_eq!(
+        &body_of(cache.lookup(&parts, Some("acme"))).await[..],
+        b"acme's"
+    );
+    assert_eq!(
+        &body_of(cache.lookup(&parts, Some("bob"))).await[..],
+        b"bob's"
+    );
+
+    // A `Vary` on a header an anonymous client controls cannot reach into a partition.
+    let public = get("/p", &[]);
+    miss_then_store_as(&cache, &public, Some("acme"), response("acme's", &[])).await;
+    let spoof = get("/p", &[("x", "acme")]);
+    miss_then_store(&cache, &spoof, response("anon", &[("vary", "x")])).await;
+    assert_eq!(&body_of(cache.lookup(&spoof, None)).await[..], b"anon");
+    assert_eq!(
+        &body_of(cache.lookup(&public, Some("acme"))).await[..],
+        b"acme's"
+    );
+}
+
+#[tokio::test]
+async fn a_credential_forwarded_to_the_upstream_is_not_shared() {
+    let cache = Arc::new(ResponseCache::new(CacheSpec { ttl: TTL }));
+    for credential in ["authorization", "x-api-key"] {
+        let parts = get("/u", &[(credential, "secret")]);
+        miss_then_store(&cache, &parts, response("private", &[])).await;
+        assert!(
+            matches!(cache.lookup(&get("/u", &[]), None), Lookup::Miss(_)),
+            "{credential}: not stored without `public`"
+        );
+    }
+    let parts = get("/shared", &[("authorization", "Basic x")]);
+    miss_then_store(
+        &cache,
+        &parts,
+        response("shared", &[("cache-control", "public")]),
+    )
+    .await;
+    assert_eq!(
+        &body_of(cache.lookup(&get("/shared", &[]), None)).await[..],
+        b"shared"
     );
 }

@@ -126,6 +126,7 @@ fn options(min_refetch_ms: u64) -> JwksOptions {
         min_refetch_interval: Duration::from_millis(min_refetch_ms),
         refresh_interval: Duration::from_secs(600),
         fetch_timeout: Duration::from_secs(2),
+        unknown_kid_wait: Duration::from_secs(2),
     }
 }
 
@@ -292,6 +293,60 @@ async fn slow_fetches_time_out() {
 }
 
 #[tokio::test]
+async fn an_unknown_kid_waits_a_bounded_time_and_the_fetch_goes_on() {
+    let server = JwksServer::start(vec![TestKey::Rsa.jwk(Some("k1"))]).await;
+    let verifier = verifier(
+        &server.uri,
+        JwksOptions {
+            unknown_kid_wait: Duration::from_millis(200),
+            ..options(50)
+        },
+    );
+    verifier
+        .verify(&token(TestKey::Rsa, "k1"), now())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+
+    // The identity provider now takes 1 s to answer: requests naming its new key give up
+    // after the 200 ms bound, each of them, while one fetch goes on in the background.
+    let keys = vec![
+        TestKey::Rsa.jwk(Some("k1")),
+        TestKey::RsaOther.jwk(Some("k2")),
+    ];
+    server.serve(StatusCode::OK, jwks(keys), Duration::from_millis(1000));
+    let new_token = token(TestKey::RsaOther, "k2");
+    for attempt in 0..3 {
+        let started = std::time::Instant::now();
+        let early = verifier.verify(&new_token, now()).await;
+        assert_eq!(
+            early.unwrap_err(),
+            JwtError::UnknownKey,
+            "attempt {attempt}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(600),
+            "attempt {attempt} waited {waited:?}"
+        );
+    }
+    // Known keys never wait on the fetch.
+    let started = std::time::Instant::now();
+    verifier
+        .verify(&token(TestKey::Rsa, "k1"), now())
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // The fetch completes without anyone waiting for it; the key is then known.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        verifier.verify(&new_token, now()).await.unwrap().subject,
+        "user-1"
+    );
+    assert_eq!(server.hits(), 2, "one fetch for all the misses");
+}
+
+#[tokio::test]
 async fn timer_refreshes_and_stops_with_the_verifier() {
     let server = JwksServer::start(vec![TestKey::Rsa.jwk(Some("k1"))]).await;
     let verifier = verifier(
@@ -299,7 +354,7 @@ async fn timer_refreshes_and_stops_with_the_verifier() {
         JwksOptions {
             min_refetch_interval: Duration::from_millis(50),
             refresh_interval: Duration::from_millis(100),
-            fetch_timeout: Duration::from_secs(2),
+            ..options(50)
         },
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
