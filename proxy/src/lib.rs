@@ -43,31 +43,31 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod balancer;
-pub mod body;
-pub mod circuit_breaker;
+pub(crate) mod body;
+pub(crate) mod circuit_breaker;
 pub mod cluster;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub mod filters;
-pub mod forwarding;
-pub mod handler;
-pub mod health;
+pub(crate) mod forwarding;
+pub(crate) mod handler;
+pub(crate) mod health;
 pub mod jwt;
-pub mod listeners;
-pub mod metrics;
+pub(crate) mod listeners;
+pub(crate) mod metrics;
 pub mod model;
-pub mod outlier;
-pub mod path_normalize;
-pub mod reporter;
+pub(crate) mod outlier;
+pub(crate) mod path_normalize;
+pub(crate) mod reporter;
 pub mod resource_set;
 pub mod router;
-pub mod server;
+pub(crate) mod server;
 pub mod snapshot;
-pub mod state;
-pub mod upstream;
-pub mod workers;
+pub(crate) mod state;
+pub(crate) mod upstream;
+pub(crate) mod workers;
 pub mod xds_client;
 
 use std::net::SocketAddr;
