@@ -238,21 +238,9 @@ impl ClusterRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_proto::v1;
 
     fn spec(addresses: &[&str]) -> Arc<ClusterSpec> {
-        let proto = v1::Cluster {
-            name: "web".into(),
-            endpoints: addresses
-                .iter()
-                .map(|address| v1::Endpoint {
-                    address: (*address).into(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        Arc::new(ClusterSpec::try_from(&proto).unwrap())
+        crate::balancer::test_support::web_spec(addresses)
     }
 
     fn state<'a>(runtime: &'a ClusterRuntime, address: &str) -> &'a Arc<EndpointState> {

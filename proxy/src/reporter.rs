@@ -208,22 +208,9 @@ async fn stream(
 mod tests {
     use super::*;
     use crate::cluster::ClusterRuntime;
-    use crate::model::ClusterSpec;
-    use switchyard_proto::v1;
 
     fn snapshot(addresses: &[&str], previous: Option<&Snapshot>) -> Snapshot {
-        let proto = v1::Cluster {
-            name: "web".into(),
-            endpoints: addresses
-                .iter()
-                .map(|address| v1::Endpoint {
-                    address: (*address).into(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        let spec = Arc::new(ClusterSpec::try_from(&proto).unwrap());
+        let spec = crate::balancer::test_support::web_spec(addresses);
         let runtime =
             ClusterRuntime::build(&spec, previous.and_then(|p| p.clusters.get("web")), None);
         let mut snapshot = Snapshot::default();

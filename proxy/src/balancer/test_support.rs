@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{EndpointState, Member};
 use crate::cluster::ClusterState;
+use crate::model::ClusterSpec;
 
 /// Addresses `10.0.0.<i>:80`, leaked so members can borrow them for the test's life.
 fn address(index: usize) -> &'static str {
@@ -14,6 +15,22 @@ pub fn states(n: usize) -> Vec<Arc<EndpointState>> {
     (0..n)
         .map(|i| Arc::new(EndpointState::new(address(i))))
         .collect()
+}
+
+/// A round-robin cluster `web` over `addresses`, validated as the xDS client would.
+pub fn web_spec(addresses: &[&str]) -> Arc<ClusterSpec> {
+    let proto = switchyard_proto::v1::Cluster {
+        name: "web".into(),
+        endpoints: addresses
+            .iter()
+            .map(|address| switchyard_proto::v1::Endpoint {
+                address: (*address).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Arc::new(ClusterSpec::try_from(&proto).expect("a valid cluster"))
 }
 
 pub fn cluster() -> Arc<ClusterState> {
