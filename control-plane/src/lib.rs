@@ -4,10 +4,14 @@
 //! # Layout
 //! - [`config`]: process settings (flags / env).
 //! - [`api`]: the REST admin API (axum), one file per resource, problem+json errors, OpenAPI.
-//! - [`model`]: validated domain types; REST JSON → model with every invalid field named.
+//! - [`model`]: validated domain types and the references between resources; REST JSON → model
+//!   with every invalid field named.
 //! - [`store`]: SQLite / PostgreSQL persistence, revisions and history.
-//! - [`snapshot`]: the xDS view of the config, rebuilt incrementally (debounced) after commits.
-//! - [`xds`]: the Delta ADS server: per-stream diffing, ACK / NACK, model → proto conversion.
+//! - [`snapshot`]: the xDS view of the config, rebuilt incrementally (debounced) after commits:
+//!   model → proto conversion, each resource encoded once, the diff and the update from one
+//!   snapshot to the next (encoded once for every stream).
+//! - [`xds`]: the Delta ADS server: per-stream sessions (subscriptions, nonces, ACK / NACK),
+//!   gRPC framing, the first-sync limit.
 //! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
 //! - [`reports`]: the report stream from proxies and the fleet-wide endpoint health view.
 //! - [`metrics`]: Prometheus counters.
@@ -15,6 +19,10 @@
 //! - [`credentials`]: bearer tokens (admin API, proxy bootstrap token).
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
 //! - [`exit`]: the binary's exit codes (sysexits).
+//!
+//! Imports go one way, with no cycle (`scripts/module-graph.py control-plane/src` checks):
+//! `model` ← `store` ← `snapshot` ← `fleet` ← `metrics` ← `xds` and `reports` ← `api`, on the
+//! leaves `config`, `timestamp` and `credentials`; `server` (and `exit`) wire them together.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -28,10 +28,23 @@ pub use quota::Quota;
 pub use route::Route;
 pub use walk::FieldError;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::Reference;
 use walk::{Errors, Obj, as_str};
+
+/// A reference from one resource's field to another resource. Validation records one for every
+/// field that names another resource; the store enforces them: a put fails if the target is
+/// missing, a delete fails while anything refers to the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The referring field's path, e.g. `cluster` or `weighted_clusters[1].cluster`.
+    pub field: String,
+    /// Kind of the referenced resource.
+    pub kind: Kind,
+    /// Name of the referenced resource.
+    pub name: String,
+}
 
 /// A spec that passed validation, ready for the store.
 #[derive(Clone, Debug, PartialEq)]

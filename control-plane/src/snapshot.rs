@@ -1,6 +1,6 @@
-//! The xDS view of the config: every resource encoded once as an envoy `Resource` message,
-//! versioned by the revision that last changed it, shared by all streams (which copy those
-//! bytes into their responses; see `xds::response`).
+//! The xDS view of the config: every resource converted and encoded once as an envoy `Resource`
+//! message, versioned by the revision that last changed it, shared by all streams (which copy
+//! those bytes into their responses; see `xds::response`).
 //!
 //! One builder task owns it. It follows the store's commits (including other replicas', see
 //! `Store::follow_other_replicas`, with a periodic check of the revision head as a backstop),
@@ -8,7 +8,23 @@
 //! rebuild, loads only what changed since the last snapshot, and publishes a new immutable
 //! `Arc<Snapshot>` on a `watch` channel together with the names that changed. From those the
 //! snapshot computes, once, the update for every stream that holds the previous snapshot (see
-//! `xds::delta`); a stream further behind diffs for itself.
+//! [`delta`]); a stream further behind diffs for itself.
+//!
+//! This module owns what the Delta ADS server sends; the server (`xds`) adds sessions, nonces
+//! and the gRPC framing on top.
+//!
+//! # Layout
+//! - [`convert`]: stored specs → `switchyard.v1` protobuf messages.
+//! - [`update`]: what one response carries apart from its nonce, and its encoding (once, for an
+//!   update shared by many streams).
+//! - [`delta`]: the diff of one type against what a proxy holds, and the follow-up from one
+//!   snapshot to the next computed once for every stream holding the former.
+
+pub mod convert;
+pub mod delta;
+pub mod update;
+
+pub use update::Update;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -22,9 +38,7 @@ use tokio::sync::watch;
 
 use crate::model::Kind;
 use crate::store::{Store, StoreError, StoredResource};
-use crate::xds::convert;
-use crate::xds::delta::FollowUp;
-use crate::xds::response::Update;
+use delta::FollowUp;
 use switchyard_proto::v1::ApiKeyHash;
 
 /// The builder rebuilds at most once per window: the first commit after a quiet spell is

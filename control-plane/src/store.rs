@@ -6,8 +6,8 @@
 //! config at any revision can be rebuilt. Writes are serialised (an in-process lock, plus a
 //! PostgreSQL advisory lock so several control-plane replicas number revisions in commit order).
 //! The store knows nothing about resource fields: specs are JSON validated by `model`, and
-//! references between resources are passed in explicitly so the store can enforce them inside
-//! the write transaction.
+//! references between resources are passed in explicitly (as [`Reference`]s, which validation
+//! returns) so the store can enforce them inside the write transaction.
 
 mod error;
 mod history;
@@ -18,12 +18,11 @@ mod writes;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use tokio::sync::{Mutex, watch};
 
-use crate::model::Kind;
+use crate::model::{Kind, Reference};
 
 pub use error::StoreError;
 pub use history::{ChangeSummary, ResourceChange, Revision};
@@ -51,18 +50,6 @@ pub struct Written {
     pub resource: StoredResource,
     /// Whether the put created it (rather than replacing it).
     pub created: bool,
-}
-
-/// A reference from one resource's field to another resource, enforced by the store: a put
-/// fails if the target is missing, a delete fails while anything refers to the target.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reference {
-    /// The referring field's path, e.g. `cluster` or `weighted_clusters[1].cluster`.
-    pub field: String,
-    /// Kind of the referenced resource.
-    pub kind: Kind,
-    /// Name of the referenced resource.
-    pub name: String,
 }
 
 /// What a write expects to find, for `POST` (must not exist) and `If-Match` (optimistic

@@ -3,8 +3,8 @@
 mod support;
 
 use serde_json::json;
-use switchyard_control_plane::model::Kind;
-use switchyard_control_plane::store::{Change, Expect, Reference, Store, StoreError};
+use switchyard_control_plane::model::{Kind, Reference};
+use switchyard_control_plane::store::{Change, Expect, Store, StoreError};
 
 /// Runs each listed async fn against a fresh SQLite store and a fresh PostgreSQL store.
 macro_rules! on_both_databases {

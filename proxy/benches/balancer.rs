@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use switchyard_proxy::balancer::{Balancer, EndpointState, PickContext};
-use switchyard_proxy::cluster::ClusterState;
+use switchyard_proxy::balancer::{Balancer, PickContext};
+use switchyard_proxy::endpoint::{EndpointGroup, EndpointState};
 use switchyard_proxy::model::{ClusterSpec, EndpointSpec, HashOn, LbPolicy};
 
 const POLICIES: [(&str, LbPolicy); 7] = [
@@ -49,9 +49,9 @@ fn balancer(policy: LbPolicy, n: usize) -> Balancer {
     let states = spec
         .endpoints
         .iter()
-        .map(|e| Arc::new(EndpointState::new(&e.address)))
+        .map(|e| Arc::new(EndpointState::new(&e.address, 1)))
         .collect();
-    Balancer::new(&spec, states, Arc::new(ClusterState::default()), None)
+    Balancer::new(&spec, states, Arc::new(EndpointGroup::default()), None)
 }
 
 fn picks(c: &mut Criterion) {

@@ -22,7 +22,7 @@ use switchyard_proto::type_url;
 use switchyard_proto::v1::{self, route::Action, route_match::Path};
 use switchyard_proxy::resource_set::ResourceSet;
 use switchyard_proxy::router::Router;
-use switchyard_proxy::snapshot::Snapshot;
+use switchyard_proxy::snapshot::{BuildOptions, Snapshot};
 use switchyard_proxy::xds_client::delta;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
@@ -103,7 +103,7 @@ fn synced(n: usize) -> (ResourceSet, Snapshot) {
     let mut held = ResourceSet::default();
     delta::apply(&mut held, &cluster_response());
     delta::apply(&mut held, &routes_response(n));
-    let snapshot = Snapshot::build(held.clone(), &Snapshot::default());
+    let snapshot = Snapshot::build(held.clone(), &Snapshot::default(), &BuildOptions::default());
     (held, snapshot)
 }
 
@@ -129,7 +129,11 @@ fn bench_snapshot(c: &mut Criterion) {
                 delta::apply(&mut held, &clusters);
                 let applied = delta::apply(&mut held, black_box(&routes));
                 assert!(applied.errors.is_empty());
-                black_box(Snapshot::build(held, &Snapshot::default()))
+                black_box(Snapshot::build(
+                    held,
+                    &Snapshot::default(),
+                    &BuildOptions::default(),
+                ))
             })
         });
 
@@ -148,7 +152,11 @@ fn bench_snapshot(c: &mut Criterion) {
                 || held.clone(),
                 |held| {
                     delta::apply(held, black_box(&change));
-                    black_box(Snapshot::build(held.clone(), &snapshot))
+                    black_box(Snapshot::build(
+                        held.clone(),
+                        &snapshot,
+                        &BuildOptions::default(),
+                    ))
                 },
                 BatchSize::LargeInput,
             )

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use switchyard_proto::type_url;
 
 use crate::body::{ProxyBody, full};
-use crate::state::Shared;
+use crate::state::ControlState;
 
 /// Serves one admin request.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(shared: Arc<ControlState>, request: Request<Incoming>) -> Response<ProxyBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return json_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -34,7 +34,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         }
         "/config_dump" => json_response(StatusCode::OK, &config_dump(&shared)),
         "/metrics" => {
-            let mut text = shared.metrics.render();
+            let mut text = crate::metrics::render(&shared.traffic, &shared.metrics);
             crate::metrics::render_clusters(&mut text, &shared.snapshot.load());
             let mut response = Response::new(full(text));
             response.headers_mut().insert(
@@ -58,7 +58,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<ProxyBody> {
 }
 
 /// Node identity, connection status, revision, held resources and the last NACK.
-fn config_dump(shared: &Shared) -> Value {
+fn config_dump(shared: &ControlState) -> Value {
     let snapshot = shared.snapshot.load_full();
     let resources = &snapshot.resources;
     let status = shared.xds_status();

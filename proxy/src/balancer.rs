@@ -15,7 +15,6 @@
 //! Policies, one file each: [`round_robin`], [`random`], [`least_request`],
 //! [`least_response_time`], [`ip_hash`], [`ring_hash`], [`maglev`]; [`hash`] is their hashing.
 
-pub mod endpoint;
 pub mod hash;
 pub mod ip_hash;
 pub mod least_request;
@@ -32,9 +31,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use http::HeaderMap;
 
-use crate::cluster::ClusterState;
+use crate::endpoint::{EndpointGroup, EndpointState};
 use crate::model::{ClusterSpec, HashOn, LbPolicy};
-pub use endpoint::{EndpointState, InFlightGuard};
 pub use round_robin::{RoundRobin, WeightedCycle};
 
 /// What a policy may look at when choosing.
@@ -138,8 +136,8 @@ pub struct Balancer {
     /// Per endpoint: in the proxy's zone.
     local: Box<[bool]>,
     levels: Box<[Level]>,
-    cluster: Arc<ClusterState>,
-    /// The health epoch the cached counts reflect (`u64::MAX`: never computed).
+    group: Arc<EndpointGroup>,
+    /// The group's availability epoch the cached counts reflect (`u64::MAX`: never computed).
     view_epoch: AtomicU64,
     healthy_total: AtomicU32,
 }
@@ -149,7 +147,7 @@ impl Balancer {
     pub fn new(
         spec: &ClusterSpec,
         states: Vec<Arc<EndpointState>>,
-        cluster: Arc<ClusterState>,
+        group: Arc<EndpointGroup>,
         zone: Option<&str>,
     ) -> Self {
         let local: Box<[bool]> = spec
@@ -196,7 +194,7 @@ impl Balancer {
             states: states.into_boxed_slice(),
             local,
             levels,
-            cluster,
+            group,
             view_epoch: AtomicU64::new(u64::MAX),
             healthy_total: AtomicU32::new(0),
         }
@@ -259,8 +257,8 @@ impl Balancer {
                 level.local_healthy.load(Ordering::Relaxed),
                 level.local_total,
                 self.healthy_total.load(Ordering::Relaxed),
-                self.cluster.load.local(),
-                self.cluster.load.all(),
+                self.group.in_flight_local(),
+                self.group.in_flight(),
             );
             if prefer && let Some(index) = local.pick(key, ctx.client_ip, candidates) {
                 return Some(index);
@@ -269,9 +267,9 @@ impl Balancer {
         level.all.pick(key, ctx.client_ip, candidates)
     }
 
-    /// Recounts healthy endpoints per level when the cluster's health epoch moved.
+    /// Recounts healthy endpoints per level when the group's availability epoch moved.
     fn refresh(&self) {
-        let epoch = self.cluster.health_epoch();
+        let epoch = self.group.epoch();
         if self.view_epoch.load(Ordering::Acquire) == epoch {
             return;
         }

@@ -7,6 +7,7 @@
 //! this module deliberately holds no state of its own.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,16 +22,23 @@ use crate::filters::auth::X_CONSUMER;
 use crate::filters::cors::Cors;
 use crate::filters::{Decorations, RouteFilters};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
+use crate::metrics::TrafficMetrics;
 use crate::model::RouteAction;
 use crate::path_normalize;
 use crate::router::{CompiledRoute, Router};
-use crate::snapshot::Snapshot;
-use crate::state::Shared;
+use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::upstream::exchange;
+
+/// All a traffic worker holds: where to load the snapshot from, and its own counters.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    pub snapshot: Arc<SnapshotCell>,
+    pub metrics: Arc<TrafficMetrics>,
+}
 
 /// Serves one client request; never fails (errors become responses).
 pub async fn handle(
-    shared: &Shared,
+    worker: &WorkerHandle,
     client: &ClientInfo,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -40,10 +48,10 @@ pub async fn handle(
     // `Uri` clones share their bytes: no allocation for the access log.
     let uri = request.uri().clone();
     let mut decorations = Decorations::default();
-    let mut response = match dispatch(shared, client, request, &request_id, &mut decorations).await
+    let mut response = match dispatch(worker, client, request, &request_id, &mut decorations).await
     {
         Ok(response) => response,
-        Err(error) => error_response(shared, &error, &request_id),
+        Err(error) => error_response(&worker.metrics, &error, &request_id),
     };
     response
         .headers_mut()
@@ -53,7 +61,7 @@ pub async fn handle(
     *response.version_mut() = Version::HTTP_11;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    shared.metrics.observe_request(status, elapsed);
+    worker.metrics.observe_request(status, elapsed);
     tracing::info!(
         target: "switchyard_proxy::access",
         request_id = request_id.to_str().unwrap_or_default(),
@@ -69,7 +77,7 @@ pub async fn handle(
 }
 
 async fn dispatch(
-    shared: &Shared,
+    worker: &WorkerHandle,
     client: &ClientInfo,
     mut request: Request<Incoming>,
     request_id: &HeaderValue,
@@ -78,7 +86,7 @@ async fn dispatch(
     // `x-consumer` is the proxy's word on who called: never the client's.
     request.headers_mut().remove(&X_CONSUMER);
     let escaped_slash = normalize_path(&mut request)?;
-    let snapshot = shared.snapshot.load_full();
+    let snapshot = worker.snapshot.load_full();
     let route = match snapshot
         .router
         .route(request.method(), request.uri(), request.headers())
@@ -102,7 +110,7 @@ async fn dispatch(
     // CORS, rate-limit and cache headers go on whatever answered, errors included.
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => error_response(shared, &error, request_id),
+        Err(error) => error_response(&worker.metrics, &error, request_id),
     };
     decorations.apply(response.headers_mut());
     Ok(response)
@@ -139,12 +147,12 @@ fn normalize_path<B>(request: &mut Request<B>) -> Result<bool, ProxyError> {
 
 /// The JSON error response, counting upstream failures.
 fn error_response(
-    shared: &Shared,
+    metrics: &TrafficMetrics,
     error: &ProxyError,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
     if error.blame() == Blame::Upstream {
-        shared.metrics.upstream_error();
+        metrics.upstream_error();
     }
     error.to_response(request_id)
 }

@@ -8,9 +8,9 @@
 //! `healthy_threshold` consecutive passes bring it back. The verdict is written to the shared
 //! [`EndpointState`]; balancers skip unhealthy endpoints.
 //!
-//! The task's life is tied to its cluster runtime: [`HealthTask`] aborts it when the runtime
-//! is retired (cluster removed, check or endpoints changed) or dropped; a runtime rebuilt with
-//! the same check and endpoints keeps the running task.
+//! [`run`] is the task; the supervisor ([`crate::supervisor`]) owns it: it starts one per
+//! cluster with a check, keeps it while a new config has the same check and endpoint states,
+//! and stops it (waiting until it has stopped) before starting its replacement.
 //!
 //! # No panic mode
 //!
@@ -29,65 +29,11 @@ pub mod probe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 
-use crate::balancer::EndpointState;
 use crate::cluster::{ClusterState, ClusterStats};
+use crate::endpoint::EndpointState;
 use crate::model::HealthCheckSpec;
-
-/// A running health-check task; aborted when dropped.
-#[derive(Debug)]
-pub struct HealthTask {
-    check: HealthCheckSpec,
-    endpoints: Vec<Arc<EndpointState>>,
-    abort: AbortHandle,
-}
-
-impl HealthTask {
-    /// Starts checking `endpoints`; `None` outside a Tokio runtime (e.g. a benchmark building
-    /// snapshots), where endpoints then stay as they are.
-    pub fn spawn(
-        cluster_name: &str,
-        check: &HealthCheckSpec,
-        endpoints: &[Arc<EndpointState>],
-        cluster: &Arc<ClusterState>,
-    ) -> Option<Self> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let task = run(
-            cluster_name.to_owned(),
-            check.clone(),
-            endpoints.to_vec(),
-            Arc::clone(cluster),
-        );
-        let abort = runtime.spawn(task).abort_handle();
-        Some(Self {
-            check: check.clone(),
-            endpoints: endpoints.to_vec(),
-            abort,
-        })
-    }
-
-    /// Whether this task already checks exactly `endpoints` with `check`.
-    pub fn serves(&self, check: &HealthCheckSpec, endpoints: &[Arc<EndpointState>]) -> bool {
-        self.check == *check
-            && self.endpoints.len() == endpoints.len()
-            && self
-                .endpoints
-                .iter()
-                .zip(endpoints)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-    }
-
-    pub fn stop(&self) {
-        self.abort.abort();
-    }
-}
-
-impl Drop for HealthTask {
-    fn drop(&mut self) {
-        self.abort.abort();
-    }
-}
 
 /// Consecutive results of one endpoint.
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,7 +64,9 @@ pub fn jittered(interval: Duration) -> Duration {
     interval - Duration::from_millis(tenth) + Duration::from_millis(jitter)
 }
 
-async fn run(
+/// Checks `endpoints` of `cluster_name` with `check`, a round at once and then one per
+/// interval, writing verdicts to their states. Runs until aborted.
+pub async fn run(
     cluster_name: String,
     check: HealthCheckSpec,
     endpoints: Vec<Arc<EndpointState>>,
@@ -148,7 +96,7 @@ async fn run(
             }
             let healthy = endpoint.is_active_healthy();
             if let Some(verdict) = streaks[index].record(result.is_ok(), healthy, &check) {
-                endpoint.set_active_healthy(verdict, &cluster);
+                endpoint.set_active_healthy(verdict, &cluster.endpoints);
                 tracing::warn!(
                     cluster = %cluster_name,
                     endpoint = %endpoint.address,
@@ -232,11 +180,16 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let endpoints = [Arc::new(EndpointState::new(&address))];
+        let endpoints = [Arc::new(EndpointState::new(&address, 1))];
         let cluster = Arc::new(ClusterState::default());
-        let task = HealthTask::spawn("slow", &check, &endpoints, &cluster).unwrap();
+        let task = tokio::spawn(run(
+            "slow".into(),
+            check,
+            endpoints.to_vec(),
+            Arc::clone(&cluster),
+        ));
         tokio::time::sleep(Duration::from_millis(900)).await;
-        drop(task);
+        task.abort();
         server.abort();
 
         let probes = probes.load(Ordering::SeqCst);

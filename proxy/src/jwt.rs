@@ -45,7 +45,6 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header::AUTHORIZATION};
-use tokio::task::AbortHandle;
 
 pub use algorithms::{Algorithm, AlgorithmSet};
 pub use keys::{JwksError, KeySet};
@@ -180,8 +179,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, JwtError> {
     }
 }
 
-/// Verifies tokens for one provider. Cheap to clone (one `Arc`); a `jwks_uri` provider's
-/// background refresh stops when the last clone is dropped.
+/// Verifies tokens for one provider. Cheap to clone (one `Arc`). A `jwks_uri` provider's
+/// background refresh is [`JwtVerifier::refresher`], for the caller to run.
 #[derive(Clone)]
 pub struct JwtVerifier {
     inner: Arc<Inner>,
@@ -190,20 +189,11 @@ pub struct JwtVerifier {
 struct Inner {
     spec: JwtProviderSpec,
     keys: KeySource,
-    refresher: Option<AbortHandle>,
 }
 
 enum KeySource {
     Inline(Arc<KeySet>),
     Remote(Arc<RemoteKeys>),
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(refresher) = &self.refresher {
-            refresher.abort();
-        }
-    }
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -220,33 +210,37 @@ impl JwtVerifier {
         Self::with_options(spec, JwksOptions::default())
     }
 
-    /// For a `jwks_uri` provider, starts the background refresh (first fetch at once) when
-    /// called inside a tokio runtime; outside one, keys are fetched on the first `verify`.
+    /// A verifier; building one starts nothing and fetches nothing. A `jwks_uri` provider's
+    /// keys are fetched by its [`JwtVerifier::refresher`] when someone runs it, else on the
+    /// first `verify`.
     pub fn with_options(spec: JwtProviderSpec, options: JwksOptions) -> Self {
-        let (keys, refresher) = match &spec.keys {
-            JwksSource::Inline { keys, .. } => (KeySource::Inline(Arc::clone(keys)), None),
-            JwksSource::Uri(uri) => {
-                let remote = Arc::new(RemoteKeys::new(
-                    spec.name.clone(),
-                    uri.clone(),
-                    spec.algorithms,
-                    options,
-                ));
-                let refresher = tokio::runtime::Handle::try_current().ok().map(|runtime| {
-                    runtime
-                        .spawn(Arc::clone(&remote).refresh_loop())
-                        .abort_handle()
-                });
-                (KeySource::Remote(remote), refresher)
-            }
+        let keys = match &spec.keys {
+            JwksSource::Inline { keys, .. } => KeySource::Inline(Arc::clone(keys)),
+            JwksSource::Uri(uri) => KeySource::Remote(Arc::new(RemoteKeys::new(
+                spec.name.clone(),
+                uri.clone(),
+                spec.algorithms,
+                options,
+            ))),
         };
         Self {
-            inner: Arc::new(Inner {
-                spec,
-                keys,
-                refresher,
-            }),
+            inner: Arc::new(Inner { spec, keys }),
         }
+    }
+
+    /// The background refresh of a `jwks_uri` provider's keys (first fetch at once, then every
+    /// `refresh_interval`), for the caller to spawn; `None` for inline keys. It ends by itself
+    /// once every clone of this verifier has been dropped.
+    pub fn refresher(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        match &self.inner.keys {
+            KeySource::Remote(remote) => Some(RemoteKeys::refresh_loop(Arc::downgrade(remote))),
+            KeySource::Inline(_) => None,
+        }
+    }
+
+    /// Whether `other` is a clone of this verifier (the same keys, the same refresh).
+    pub fn same(&self, other: &JwtVerifier) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     pub fn spec(&self) -> &JwtProviderSpec {
@@ -358,6 +352,11 @@ impl JwtProviders {
 
     pub fn get(&self, name: &str) -> Option<&JwtVerifier> {
         self.by_name.get(name)
+    }
+
+    /// Every verifier, with its provider's name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &JwtVerifier)> {
+        self.by_name.iter().map(|(name, v)| (name.as_str(), v))
     }
 
     pub fn len(&self) -> usize {

@@ -2,19 +2,22 @@
 //!
 //! # Layout
 //!
-//! The flow of config, then of a request:
+//! The flow of config, then of a request, then what runs beside them:
 //!
 //! - [`config`]: startup settings ([`Config`]) and flag-format parsing.
 //! - [`xds_client`]: the Delta ADS stream; the **only writer** of the snapshot. Decodes and
-//!   validates resources, publishes a new snapshot, ACKs or NACKs.
+//!   validates resources, builds and publishes a new snapshot, ACKs or NACKs.
 //! - [`model`]: wire protos → validated domain types (`TryFrom`; a failure is a NACK).
 //! - [`resource_set`]: the resources held, with versions (what `initial_resource_versions` and
 //!   `/config_dump` report).
 //! - [`snapshot`]: immutable compiled config — [`router::Router`] (with each route's filter
-//!   chain), one balancer per cluster (endpoint states own their connection pools), the API-key index and the JWT
-//!   verifiers — read lock-free through an `ArcSwap`.
+//!   chain), one [`cluster::ClusterRuntime`] per cluster, the API-key index and the JWT
+//!   verifiers — built by a pure function and read lock-free from the [`snapshot::SnapshotCell`].
+//! - [`supervisor`]: on the control runtime, owns every task a snapshot needs (health checks,
+//!   JWKS refreshes, idle-connection eviction) and reconciles them after each publish.
 //! - [`workers`] / [`listeners`]: traffic threads, one current-thread runtime and one
-//!   `SO_REUSEPORT` socket each.
+//!   `SO_REUSEPORT` socket each; a worker holds a [`handler::WorkerHandle`] (snapshot cell and
+//!   its own counters), nothing else.
 //! - [`server`]: accept loop (HTTP/1.1 + h2c), graceful drain.
 //! - [`handler`]: the request path — one snapshot load, route, filters, act, JSON errors,
 //!   metrics.
@@ -24,19 +27,24 @@
 //! - [`filters`]: gateway policies as a per-route chain built once per config (CORS, auth,
 //!   rate limit, validation, transforms, cache, aggregation); a route without policies has
 //!   no chain and runs no filter code.
-//! - [`jwt`]: JWT verification (one verifier per provider), called by the auth filter.
-//! - [`cluster`]: a cluster at run time — per-config [`cluster::ClusterRuntime`] and the
-//!   long-lived [`cluster::ClusterState`] kept across configs.
-//! - [`balancer`]: endpoint choice per cluster (one file per policy), priority and zone.
-//! - [`upstream`]: per-endpoint connection pools, header rewrite ([`forwarding`]), the exchange (retries,
-//!   timeouts), [`circuit_breaker`], [`outlier`] detection.
-//! - [`health`]: active health checks, one background task per cluster.
-//! - [`reporter`]: endpoint health reports to the control plane (background task).
 //! - [`jwt`]: JWT providers — validated specs, JWKS (inline or fetched from `jwks_uri`), and
 //!   the per-provider [`jwt::JwtVerifier`] the auth filter calls.
+//! - [`upstream`]: the exchange (retries, timeouts), header rewrite ([`forwarding`]), response
+//!   bodies that hand connections back; [`outlier`] detection.
+//! - [`cluster`]: a cluster at run time — per-config [`cluster::ClusterRuntime`] (balancer,
+//!   [`circuit_breaker`], connect settings) over the long-lived [`cluster::ClusterState`].
+//! - [`balancer`]: endpoint choice per cluster (one file per policy), priority and zone.
+//! - [`endpoint`]: the bottom layer — per-endpoint state, connection pool, latency EWMA; it
+//!   imports nothing above it.
+//! - [`health`]: the active health-check loop (the supervisor runs one per cluster).
+//! - [`reporter`]: endpoint health reports to the control plane (background task).
 //! - [`error`]: request-path errors (status, who failed, retryable).
 //! - [`admin`]: `/ready`, `/config_dump`, `/metrics` ([`metrics`]).
-//! - [`state`]: what the tasks share.
+//! - [`state`]: what the control-side tasks share.
+//!
+//! Imports go one way: no two modules import each other, directly or round a circle
+//! (`scripts/module-graph.py`, run by CI, checks it for top-level modules and for the
+//! submodules inside each).
 //!
 //! Start with [`Proxy::bind`] (port 0 is fine; read back [`Proxy::listen_addr`] and
 //! [`Proxy::admin_addr`]) then [`Proxy::serve`], or call [`run`] to do both.
@@ -49,6 +57,7 @@ pub(crate) mod body;
 pub(crate) mod circuit_breaker;
 pub mod cluster;
 pub mod config;
+pub mod endpoint;
 pub(crate) mod error;
 pub mod filters;
 pub(crate) mod forwarding;
@@ -66,6 +75,7 @@ pub mod router;
 pub(crate) mod server;
 pub mod snapshot;
 pub(crate) mod state;
+pub(crate) mod supervisor;
 pub(crate) mod upstream;
 pub(crate) mod workers;
 pub mod xds_client;
@@ -77,7 +87,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
-use state::Shared;
+use snapshot::SnapshotCell;
+use state::ControlState;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +135,6 @@ impl Proxy {
         let listen_addr = listeners[0].local_addr().map_err(bind_error)?;
         let admin_listener = bind("admin", config.admin_addr).await?;
         let admin_addr = local_addr("admin", &admin_listener, config.admin_addr)?;
-        upstream::pool::set_workers(listeners.len());
         Ok(Self {
             config,
             listeners,
@@ -159,18 +169,22 @@ impl Proxy {
             .as_deref()
             .map(config::control_plane_authorization)
             .transpose()?;
+        let cell = Arc::new(SnapshotCell::default());
         let shared = Arc::new(
-            Shared::new(
+            ControlState::new(
+                Arc::clone(&cell),
                 config.node_id.clone(),
                 config.labels.clone(),
                 config.control_plane.clone(),
+                listeners.len(),
             )
             .with_control_plane_authorization(authorization),
         );
-        let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
-        let reaper = tokio::spawn(upstream::pool::reap(Arc::clone(&shared)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (report_stop_tx, report_stop_rx) = watch::channel(false);
+        let (supervisor_stop_tx, supervisor_stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(supervisor::run(Arc::clone(&cell), supervisor_stop_rx));
+        let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
         let reporter = tokio::spawn(reporter::run(Arc::clone(&shared), report_stop_rx));
 
         let admin_shared = Arc::clone(&shared);
@@ -183,10 +197,14 @@ impl Proxy {
         ));
         let mut workers = Vec::with_capacity(listeners.len());
         for (index, listener) in listeners.into_iter().enumerate() {
+            let handle = handler::WorkerHandle {
+                snapshot: Arc::clone(&cell),
+                metrics: Arc::clone(&shared.traffic[index]),
+            };
             let worker = workers::Worker::spawn(
                 index,
                 listener,
-                Arc::clone(&shared),
+                handle,
                 stop_rx.clone(),
                 config.drain_timeout,
             )
@@ -208,7 +226,8 @@ impl Proxy {
             tracing::warn!("report flush timed out");
         }
         xds.abort();
-        reaper.abort();
+        let _ = supervisor_stop_tx.send(true);
+        let _ = supervisor.await;
         let _ = admin.await;
         tracing::info!("proxy stopped");
         Ok(())

@@ -1,9 +1,13 @@
 //! Prometheus metrics as plain atomics: the request path only does relaxed increments (no lock,
-//! no allocation); rendering the text format happens on the admin path. Per-cluster counters
-//! live in each cluster's [`crate::cluster::ClusterStats`] and are rendered from the snapshot
-//! ([`render_clusters`]).
+//! no allocation); rendering the text format happens on the admin path.
+//!
+//! Each traffic worker has its own [`TrafficMetrics`] (no cache line shared between cores on
+//! the request path), summed when rendered; the xDS client writes [`ControlMetrics`].
+//! Per-cluster counters live in each cluster's [`crate::cluster::ClusterStats`] and are
+//! rendered from the snapshot ([`render_clusters`]).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,20 +19,25 @@ const BUCKETS: [f64; 12] = [
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Every counter the proxy exports.
+/// One traffic worker's request counters.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct TrafficMetrics {
     requests_by_class: [AtomicU64; 5],
     /// Cumulative-on-render: each slot counts observations that fell in that bucket only.
     duration_buckets: [AtomicU64; BUCKETS.len() + 1],
     duration_sum_micros: AtomicU64,
     upstream_errors: AtomicU64,
+}
+
+/// The config stream's counters.
+#[derive(Debug, Default)]
+pub struct ControlMetrics {
     config_updates: AtomicU64,
     config_nacks: AtomicU64,
     control_plane_connected: AtomicBool,
 }
 
-impl Metrics {
+impl TrafficMetrics {
     /// Records one finished request.
     pub fn observe_request(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
@@ -47,7 +56,9 @@ impl Metrics {
     pub fn upstream_error(&self) {
         self.upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
+}
 
+impl ControlMetrics {
     pub fn config_update(&self) {
         self.config_updates.fetch_add(1, Ordering::Relaxed);
     }
@@ -64,75 +75,78 @@ impl Metrics {
     pub fn connected(&self) -> bool {
         self.control_plane_connected.load(Ordering::Relaxed)
     }
+}
 
-    /// Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        out.push_str(
-            "# HELP switchyard_proxy_requests_total Requests answered, by status class.\n",
-        );
-        out.push_str("# TYPE switchyard_proxy_requests_total counter\n");
-        for (class, counter) in CLASSES.iter().zip(&self.requests_by_class) {
-            let _ = writeln!(
-                out,
-                "switchyard_proxy_requests_total{{code_class=\"{class}\"}} {}",
-                load(counter)
-            );
-        }
-        out.push_str(
-            "# HELP switchyard_proxy_request_duration_seconds Time to response headers.\n",
-        );
-        out.push_str("# TYPE switchyard_proxy_request_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (index, counter) in self.duration_buckets.iter().enumerate() {
-            cumulative += load(counter);
-            let bound = BUCKETS
-                .get(index)
-                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "switchyard_proxy_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let sum = load(&self.duration_sum_micros) as f64 / 1e6;
-        let _ = writeln!(out, "switchyard_proxy_request_duration_seconds_sum {sum}");
+/// Prometheus text exposition format of the workers' counters (summed) and the config
+/// stream's.
+pub fn render(workers: &[Arc<TrafficMetrics>], control: &ControlMetrics) -> String {
+    let mut out = String::with_capacity(2048);
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let sum = |pick: &dyn Fn(&TrafficMetrics) -> &AtomicU64| -> u64 {
+        workers.iter().map(|worker| load(pick(worker))).sum()
+    };
+    out.push_str("# HELP switchyard_proxy_requests_total Requests answered, by status class.\n");
+    out.push_str("# TYPE switchyard_proxy_requests_total counter\n");
+    for (index, class) in CLASSES.iter().enumerate() {
+        let count = sum(&|w| &w.requests_by_class[index]);
         let _ = writeln!(
             out,
-            "switchyard_proxy_request_duration_seconds_count {cumulative}"
+            "switchyard_proxy_requests_total{{code_class=\"{class}\"}} {count}"
         );
-        let counters = [
-            (
-                "switchyard_proxy_upstream_errors_total",
-                "Upstream connect failures, resets and timeouts.",
-                load(&self.upstream_errors),
-            ),
-            (
-                "switchyard_proxy_config_updates_total",
-                "Config responses applied (ACKed or partially NACKed).",
-                load(&self.config_updates),
-            ),
-            (
-                "switchyard_proxy_config_nacks_total",
-                "Config responses NACKed.",
-                load(&self.config_nacks),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        }
-        let connected = u8::from(self.connected());
-        let _ = writeln!(
-            out,
-            "# HELP switchyard_proxy_control_plane_connected Whether the config stream is up.\n\
-             # TYPE switchyard_proxy_control_plane_connected gauge\n\
-             switchyard_proxy_control_plane_connected {connected}"
-        );
-        out
     }
+    out.push_str("# HELP switchyard_proxy_request_duration_seconds Time to response headers.\n");
+    out.push_str("# TYPE switchyard_proxy_request_duration_seconds histogram\n");
+    let mut cumulative = 0;
+    for index in 0..=BUCKETS.len() {
+        cumulative += sum(&|w| &w.duration_buckets[index]);
+        let bound = BUCKETS
+            .get(index)
+            .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "switchyard_proxy_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let seconds = sum(&|w| &w.duration_sum_micros) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "switchyard_proxy_request_duration_seconds_sum {seconds}"
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_proxy_request_duration_seconds_count {cumulative}"
+    );
+    let counters = [
+        (
+            "switchyard_proxy_upstream_errors_total",
+            "Upstream connect failures, resets and timeouts.",
+            sum(&|w| &w.upstream_errors),
+        ),
+        (
+            "switchyard_proxy_config_updates_total",
+            "Config responses applied (ACKed or partially NACKed).",
+            load(&control.config_updates),
+        ),
+        (
+            "switchyard_proxy_config_nacks_total",
+            "Config responses NACKed.",
+            load(&control.config_nacks),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let connected = u8::from(control.connected());
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_proxy_control_plane_connected Whether the config stream is up.\n\
+         # TYPE switchyard_proxy_control_plane_connected gauge\n\
+         switchyard_proxy_control_plane_connected {connected}"
+    );
+    out
 }
 
 /// Per-cluster gauges and counters: endpoints (configured, healthy), upstream connections
@@ -231,11 +245,12 @@ mod tests {
     use super::*;
     #[test]
     fn renders_counters_and_histogram() {
-        let metrics = Metrics::default();
-        metrics.observe_request(200, Duration::from_millis(3));
-        metrics.observe_request(503, Duration::from_secs(20));
-        metrics.config_nack();
-        let text = metrics.render();
+        let workers: [Arc<TrafficMetrics>; 2] = [Arc::default(), Arc::default()];
+        let control = ControlMetrics::default();
+        workers[0].observe_request(200, Duration::from_millis(3));
+        workers[1].observe_request(503, Duration::from_secs(20));
+        control.config_nack();
+        let text = render(&workers, &control);
         assert!(text.contains("switchyard_proxy_requests_total{code_class=\"2xx\"} 1"));
         assert!(text.contains("switchyard_proxy_requests_total{code_class=\"5xx\"} 1"));
         assert!(text.contains("switchyard_proxy_request_duration_seconds_bucket{le=\"0.005\"} 1"));

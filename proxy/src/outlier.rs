@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::balancer::EndpointState;
 use crate::cluster::{ClusterState, ClusterStats};
+use crate::endpoint::EndpointState;
 use crate::model::OutlierSpec;
 
 /// Cap of the ejection-time multiplier.
@@ -71,7 +71,7 @@ pub fn record(
     let ejected = members.iter().filter(|member| member.is_ejected()).count();
     let ejected = u32::try_from(ejected).unwrap_or(u32::MAX);
     if !ejection_allowed(ejected, members.len(), spec.max_ejection_percent)
-        || !endpoint.set_ejected(true, cluster)
+        || !endpoint.set_ejected(true, &cluster.endpoints)
     {
         return;
     }
@@ -88,7 +88,7 @@ pub fn record(
         if endpoint.ejection_generation.load(Ordering::Acquire) != generation {
             return;
         }
-        if endpoint.set_ejected(false, &cluster) {
+        if endpoint.set_ejected(false, &cluster.endpoints) {
             tracing::info!(endpoint = %endpoint.address, "endpoint back from ejection");
         }
         decay(&endpoint, generation, decay_step).await;
@@ -211,7 +211,7 @@ mod tests {
     fn endpoints(addresses: &[&str]) -> Vec<Arc<EndpointState>> {
         addresses
             .iter()
-            .map(|address| Arc::new(EndpointState::new(address)))
+            .map(|address| Arc::new(EndpointState::new(address, 1)))
             .collect()
     }
 

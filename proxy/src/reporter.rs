@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::snapshot::Snapshot;
-use crate::state::Shared;
+use crate::state::ControlState;
 use crate::xds_client::backoff::Backoff;
 use crate::xds_client::{self, StreamError};
 
@@ -104,7 +104,7 @@ fn transitions(
 }
 
 /// Runs until `stop` turns true, then flushes and returns.
-pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(shared: Arc<ControlState>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::default();
     let mut index = 0;
     loop {
@@ -152,7 +152,7 @@ fn request(node_id: &str, report: Report, first: bool) -> ReportRequest {
 
 /// One stream: snapshot first, then batched changes; `Ok` after a graceful flush.
 async fn stream(
-    shared: &Shared,
+    shared: &ControlState,
     address: &str,
     stop: &mut watch::Receiver<bool>,
     delivered: &mut bool,
@@ -212,7 +212,7 @@ mod tests {
     fn snapshot(addresses: &[&str], previous: Option<&Snapshot>) -> Snapshot {
         let spec = crate::balancer::test_support::web_spec(addresses);
         let runtime =
-            ClusterRuntime::build(&spec, previous.and_then(|p| p.clusters.get("web")), None);
+            ClusterRuntime::build(&spec, previous.and_then(|p| p.clusters.get("web")), None, 1);
         let mut snapshot = Snapshot::default();
         snapshot.clusters.insert("web".into(), runtime);
         snapshot
@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(tracker.changes(&first), None, "nothing changed");
 
         let web = &first.clusters["web"];
-        web.balancer.states()[1].set_active_healthy(false, &web.state);
+        web.balancer.states()[1].set_active_healthy(false, &web.state.endpoints);
         let report = tracker.changes(&first).unwrap();
         assert!(!report.snapshot);
         assert_eq!(report.health.len(), 1);

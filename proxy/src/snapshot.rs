@@ -1,14 +1,23 @@
 //! The immutable, compiled config the request path reads: router (with each route's filter
-//! chain) plus one [`ClusterRuntime`] (balancer, connection pool, limits, health task) per
-//! cluster, the API-key index and JWT verifiers, plus the [`ResourceSet`] it was built from
-//! for `/config_dump`.
+//! chain) plus one [`ClusterRuntime`] (balancer, connect settings, limits) per cluster, the
+//! API-key index and JWT verifiers, plus the [`ResourceSet`] it was built from for
+//! `/config_dump`.
+//!
+//! [`Snapshot::build`] is a pure function of the decoded resources, the previous snapshot (for
+//! state carried over by name or address) and [`BuildOptions`]: it spawns nothing, does no
+//! I/O and reads no global, so it runs the same in a benchmark, a test or the proxy. What a
+//! snapshot needs running (health checks, JWKS refreshes, idle-connection eviction) is the
+//! supervisor's ([`crate::supervisor`]), which watches the [`SnapshotCell`].
 //!
 //! Built once per applied xDS response by the xDS client (the only writer) and published
-//! through an `ArcSwap`; a request loads it once and keeps that `Arc` to the end, so a config
-//! swap never blocks or changes an in-flight request.
+//! through the cell's `ArcSwap`; a request loads it once and keeps that `Arc` to the end, so a
+//! config swap never blocks or changes an in-flight request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use tokio::sync::watch;
 
 pub use crate::cluster::ClusterRuntime;
 use crate::filters::auth::ConsumerIndex;
@@ -31,28 +40,38 @@ pub struct Snapshot {
     pub resources: ResourceSet,
 }
 
-impl Snapshot {
-    /// Compiles `resources` for a proxy without a zone, reusing what it can from `previous`.
-    pub fn build(resources: ResourceSet, previous: &Snapshot) -> Self {
-        Self::build_in_zone(resources, previous, None)
-    }
+/// What a build needs to know about the proxy it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The proxy's `zone` label (zone-aware balancing).
+    pub zone: Option<String>,
+    /// Traffic workers: each new endpoint pool gets one idle stack per worker.
+    pub workers: usize,
+}
 
-    /// Compiles `resources` for a proxy in `zone` (zone-aware balancing), reusing what it can
-    /// from `previous` and stopping the background work of clusters that are gone.
-    pub fn build_in_zone(resources: ResourceSet, previous: &Snapshot, zone: Option<&str>) -> Self {
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            zone: None,
+            workers: 1,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles `resources`, reusing what it can from `previous`: unchanged clusters, filter
+    /// state and JWT verifiers whole; endpoint states by address.
+    pub fn build(resources: ResourceSet, previous: &Snapshot, options: &BuildOptions) -> Self {
+        let zone = options.zone.as_deref();
         let clusters: HashMap<String, Arc<ClusterRuntime>> = resources
             .clusters
             .iter()
             .map(|(name, held)| {
-                let runtime = ClusterRuntime::build(&held.spec, previous.clusters.get(name), zone);
+                let previous = previous.clusters.get(name);
+                let runtime = ClusterRuntime::build(&held.spec, previous, zone, options.workers);
                 (name.clone(), runtime)
             })
             .collect();
-        for (name, runtime) in &previous.clusters {
-            if !clusters.contains_key(name) {
-                runtime.retire();
-            }
-        }
         let consumers = Arc::new(ConsumerIndex::build(
             resources.consumers.values().map(|held| &*held.spec),
         ));
@@ -93,12 +112,58 @@ impl Snapshot {
     }
 }
 
+/// Where the current snapshot is published: lock-free loads for the request path, and a
+/// version number that moves on every publish for whoever must react (the supervisor).
+#[derive(Debug)]
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    version: watch::Sender<u64>,
+}
+
+impl Default for SnapshotCell {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            version: watch::Sender::new(0),
+        }
+    }
+}
+
+impl SnapshotCell {
+    /// The current snapshot, for a short look (no reference-count traffic).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot, to keep (a request holds it to its end).
+    #[inline]
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Makes `snapshot` current, then tells the watchers.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(snapshot);
+        self.version.send_modify(|version| *version += 1);
+    }
+
+    /// Wakes on every publish after this call.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::ClusterSpec;
     use crate::resource_set::Held;
     use switchyard_proto::v1;
+
+    fn options() -> BuildOptions {
+        BuildOptions::default()
+    }
 
     fn held(address: &str, connect_timeout_ms: u32) -> Held<v1::Cluster, ClusterSpec> {
         let proto = v1::Cluster {
@@ -122,12 +187,12 @@ mod tests {
     fn unchanged_clusters_keep_their_runtime() {
         let mut resources = ResourceSet::default();
         resources.clusters.insert("web".into(), held("a:1", 0));
-        let first = Snapshot::build(resources.clone(), &Snapshot::default());
-        let second = Snapshot::build(resources.clone(), &first);
+        let first = Snapshot::build(resources.clone(), &Snapshot::default(), &options());
+        let second = Snapshot::build(resources.clone(), &first, &options());
         assert!(Arc::ptr_eq(&first.clusters["web"], &second.clusters["web"]));
 
         resources.clusters.insert("web".into(), held("b:1", 0));
-        let third = Snapshot::build(resources, &second);
+        let third = Snapshot::build(resources, &second, &options());
         assert!(!Arc::ptr_eq(
             &second.clusters["web"],
             &third.clusters["web"]
@@ -168,15 +233,15 @@ mod tests {
     fn filter_state_survives_while_the_policy_is_unchanged() {
         let mut resources = ResourceSet::default();
         resources.routes.insert("limited".into(), limited_route(5));
-        let first = Snapshot::build(resources.clone(), &Snapshot::default());
+        let first = Snapshot::build(resources.clone(), &Snapshot::default(), &options());
         let limiter = |snapshot: &Snapshot| {
             Arc::clone(snapshot.route_filters["limited"].rate_limiter().unwrap())
         };
         resources.routes.insert("limited".into(), limited_route(5));
-        let second = Snapshot::build(resources.clone(), &first);
+        let second = Snapshot::build(resources.clone(), &first, &options());
         assert!(Arc::ptr_eq(&limiter(&first), &limiter(&second)));
         resources.routes.insert("limited".into(), limited_route(6));
-        let third = Snapshot::build(resources, &second);
+        let third = Snapshot::build(resources, &second, &options());
         assert!(!Arc::ptr_eq(&limiter(&second), &limiter(&third)));
 
         let mut plain = ResourceSet::default();
@@ -192,7 +257,7 @@ mod tests {
                 proto: Arc::new(proto),
             }
         });
-        let snapshot = Snapshot::build(plain, &third);
+        let snapshot = Snapshot::build(plain, &third, &options());
         let route = snapshot
             .router
             .route(

@@ -1,22 +1,27 @@
-//! State shared by the servers and the xDS client: the snapshot cell, metrics, and the
-//! identity and connection status shown on the admin endpoints.
+//! What the control side of one proxy shares (the xDS client, the reporter, the admin server
+//! and the supervisor, all on the control runtime): the snapshot cell, the config stream's
+//! metrics, and the identity and connection status shown on the admin endpoints. Traffic
+//! workers never see it: they get a [`crate::handler::WorkerHandle`].
 //!
 //! Only the xDS client writes the snapshot and status; everything else reads.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use tonic::metadata::{Ascii, MetadataValue};
 
-use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use crate::metrics::{ControlMetrics, TrafficMetrics};
+use crate::snapshot::{BuildOptions, SnapshotCell};
 
-/// Shared by every task of one proxy.
+/// Shared by the control-side tasks of one proxy.
 #[derive(Debug)]
-pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
-    pub metrics: Metrics,
+pub struct ControlState {
+    pub snapshot: Arc<SnapshotCell>,
+    /// What every snapshot of this proxy is built with (zone label, worker count).
+    pub build: BuildOptions,
+    pub metrics: ControlMetrics,
+    /// Each traffic worker's counters (read here for `/metrics`; written by the worker).
+    pub traffic: Box<[Arc<TrafficMetrics>]>,
     pub node_id: String,
     pub labels: BTreeMap<String, String>,
     pub control_planes: Vec<String>,
@@ -43,15 +48,23 @@ pub struct Nack {
     pub message: String,
 }
 
-impl Shared {
+impl ControlState {
+    /// The state of proxy `node_id`, whose traffic runs on `workers` workers.
     pub fn new(
+        snapshot: Arc<SnapshotCell>,
         node_id: String,
         labels: BTreeMap<String, String>,
         control_planes: Vec<String>,
+        workers: usize,
     ) -> Self {
         Self {
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            metrics: Metrics::default(),
+            snapshot,
+            build: BuildOptions {
+                zone: labels.get("zone").cloned(),
+                workers,
+            },
+            metrics: ControlMetrics::default(),
+            traffic: (0..workers.max(1)).map(|_| Arc::default()).collect(),
             node_id,
             labels,
             control_planes,

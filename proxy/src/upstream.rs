@@ -1,7 +1,7 @@
-//! Sending requests upstream: per-endpoint connection pools ([`pool`]), the request head
-//! rewrite, and the response body that hands its connection back. [`exchange`] runs one request
-//! through the cluster (circuit breaker, balancing, retries, timeouts, outlier detection);
-//! [`retry`] holds the retry rules and budget.
+//! Sending requests upstream over the endpoints' connection pools ([`crate::endpoint::pool`]):
+//! the request head rewrite, and the response body that hands its connection back.
+//! [`exchange`] runs one request through the cluster (circuit breaker, balancing, retries,
+//! timeouts, outlier detection); [`retry`] holds the retry rules.
 //!
 //! Bodies stream both ways; only a small request body on a route with retries is buffered (see
 //! [`retry`]). A response body carries the request's guards ([`GuardedBody`]) so in-flight
@@ -9,7 +9,6 @@
 //! connection goes back to the endpoint's pool only once the body has been read to its end.
 
 pub mod exchange;
-pub mod pool;
 pub mod retry;
 
 use std::pin::Pin;
@@ -20,10 +19,10 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Uri, Version, header};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::balancer::InFlightGuard;
 use crate::body::BodyError;
+use crate::endpoint::InFlightGuard;
+use crate::endpoint::pool::Pooled;
 use crate::forwarding::{self, ClientInfo};
-use pool::Pooled;
 
 /// Rewrites a client request's head for the upstream once, whatever the endpoint: `Host` kept
 /// from the client (`:authority` for HTTP/2), HTTP/1.1, forwarding headers, request id.
@@ -79,7 +78,7 @@ impl<G> GuardedBody<G> {
 
     fn release(&mut self) {
         if let Some(connection) = self.connection.take() {
-            connection.release(self.attempt.endpoint());
+            connection.release(&self.attempt.endpoint().connections);
         }
     }
 }

@@ -2,8 +2,9 @@
 //! its own listener ([`crate::listeners`]). A request lives and dies on one thread — its
 //! client connection, its filters, its upstream connection (each worker has its own idle
 //! stack in every endpoint pool) — so the request path has no cross-thread wake-ups and no
-//! work-stealing scheduler. The control side (xDS client, admin, reports, health checks) runs
-//! on the caller's runtime, apart from traffic, as Envoy's main thread does.
+//! work-stealing scheduler. A worker holds only a [`WorkerHandle`] (the snapshot cell and its
+//! own counters). The control side (xDS client, admin, reports, the supervisor's health checks)
+//! runs on the caller's runtime, apart from traffic, as Envoy's main thread does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::endpoint::pool;
 use crate::forwarding::ClientInfo;
-use crate::state::Shared;
-use crate::{handler, server, upstream};
+use crate::handler::{self, WorkerHandle};
+use crate::server;
 
 /// A running worker; [`Worker::join`] waits until it has drained and stopped.
 #[derive(Debug)]
@@ -26,7 +28,7 @@ impl Worker {
     pub fn spawn(
         index: usize,
         listener: std::net::TcpListener,
-        shared: Arc<Shared>,
+        handle: WorkerHandle,
         stop: watch::Receiver<bool>,
         drain_timeout: Duration,
     ) -> std::io::Result<Self> {
@@ -37,7 +39,7 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
-                upstream::pool::enter_worker(index);
+                pool::enter_worker(index);
                 runtime.block_on(async move {
                     let listener = match TcpListener::from_std(listener) {
                         Ok(listener) => listener,
@@ -46,9 +48,10 @@ impl Worker {
                             return;
                         }
                     };
+                    let handle = Arc::new(handle);
                     let handler = move |request, client: Arc<ClientInfo>| {
-                        let shared = Arc::clone(&shared);
-                        async move { handler::handle(&shared, &client, request).await }
+                        let handle = Arc::clone(&handle);
+                        async move { handler::handle(&handle, &client, request).await }
                     };
                     server::serve("proxy", listener, handler, stop, drain_timeout).await;
                 });

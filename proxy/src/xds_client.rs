@@ -26,7 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::resource_set::ResourceSet;
 use crate::snapshot::Snapshot;
-use crate::state::{Nack, Shared};
+use crate::state::{ControlState, Nack};
 use backoff::Backoff;
 
 /// Time allowed to open a connection to one control-plane address.
@@ -49,7 +49,7 @@ pub enum StreamError {
 }
 
 /// Runs forever (until its task is aborted at shutdown).
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(shared: Arc<ControlState>) {
     let node = node(&shared.node_id, &shared.labels);
     let mut held = ResourceSet::default();
     let mut backoff = Backoff::default();
@@ -87,7 +87,7 @@ pub async fn run(shared: Arc<Shared>) {
 /// Opens one stream to `address` and applies responses until it breaks; `responses` counts
 /// how many were applied so the caller can tell a broken healthy stream from a failed one.
 async fn stream(
-    shared: &Shared,
+    shared: &ControlState,
     node: &Node,
     address: &str,
     held: &mut ResourceSet,
@@ -112,9 +112,8 @@ async fn stream(
         let applied = delta::apply(held, &response);
         if applied.changed {
             let previous = shared.snapshot.load();
-            let zone = shared.labels.get("zone").map(String::as_str);
-            let snapshot = Snapshot::build_in_zone(held.clone(), &previous, zone);
-            shared.snapshot.store(Arc::new(snapshot));
+            let snapshot = Snapshot::build(held.clone(), &previous, &shared.build);
+            shared.snapshot.publish(Arc::new(snapshot));
         }
         shared.metrics.config_update();
         if applied.errors.is_empty() {

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::FieldError;
-use crate::store::{Reference, StoreError};
+use crate::model::{FieldError, Reference};
+use crate::store::StoreError;
 
 /// The class of a problem, serialised as its URN (`urn:switchyard:problem:invalid-input`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]

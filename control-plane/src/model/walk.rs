@@ -16,8 +16,7 @@ use std::ops::RangeInclusive;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Kind;
-use crate::store::Reference;
+use super::{Kind, Reference};
 
 /// One invalid field of a request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

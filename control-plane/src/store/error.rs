@@ -1,9 +1,7 @@
 //! Store errors: each says what the caller did wrong (a conflict, a missing reference) or that
 //! the database is unavailable, so the API can map it to one HTTP status.
 
-use crate::model::Kind;
-
-use super::Reference;
+use crate::model::{Kind, Reference};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Reference, StoreError, StoredResource};
-use crate::model::Kind;
+use super::{StoreError, StoredResource};
+use crate::model::{Kind, Reference};
 use crate::timestamp::rfc3339_ms;
 
 /// One revision of the config: a committed write.

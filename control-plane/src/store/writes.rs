@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::history::{self, ChangeSummary, Revision, SummaryColumn};
-use super::{Backend, Change, Expect, Reference, StoreError};
+use super::{Backend, Change, Expect, StoreError};
 use super::{keys, replicas};
-use crate::model::Kind;
+use crate::model::{Kind, Reference};
 
 /// Arbitrary key of the PostgreSQL advisory lock that orders config writes across replicas.
 const WRITE_LOCK_KEY: i64 = 0x5377_6974_6368; // "Switch"

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::delta::diff;
-use super::response::{Response, Update};
+use super::response::Response;
 use crate::fleet::Fleet;
 use crate::model::Kind;
-use crate::snapshot::Snapshot;
+use crate::snapshot::delta::diff;
+use crate::snapshot::{Snapshot, Update};
 
 /// Why a session cannot go on.
 #[derive(Debug, thiserror::Error, PartialEq)]

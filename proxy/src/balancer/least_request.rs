@@ -2,7 +2,7 @@
 //! the one with fewer requests in flight (Envoy's and Finagle's P2C; Mitzenmacher's result:
 //! nearly as good as scanning every endpoint, at O(1) and without herding onto one endpoint).
 //!
-//! In-flight counts are atomics on [`super::EndpointState`], held by an [`super::InFlightGuard`]
+//! In-flight counts are atomics on [`EndpointState`](crate::endpoint::EndpointState), held by an [`InFlightGuard`](crate::endpoint::InFlightGuard)
 //! for each request's whole life (response body included). Weights bias which two endpoints are
 //! drawn, so at equal load the heavier endpoint is chosen more often.
 
@@ -48,9 +48,9 @@ pub fn power_of_two(
 
 #[cfg(test)]
 mod tests {
-    use super::super::InFlightGuard;
     use super::super::test_support::{cluster, members, states};
     use super::*;
+    use crate::endpoint::InFlightGuard;
 
     #[test]
     fn prefers_the_less_loaded() {

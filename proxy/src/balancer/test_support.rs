@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{EndpointState, Member};
-use crate::cluster::ClusterState;
+use super::Member;
+use crate::endpoint::{EndpointGroup, EndpointState};
 use crate::model::ClusterSpec;
 
 /// Addresses `10.0.0.<i>:80`, leaked so members can borrow them for the test's life.
@@ -13,14 +13,14 @@ fn address(index: usize) -> &'static str {
 
 pub fn states(n: usize) -> Vec<Arc<EndpointState>> {
     (0..n)
-        .map(|i| Arc::new(EndpointState::new(address(i))))
+        .map(|i| Arc::new(EndpointState::new(address(i), 1)))
         .collect()
 }
 
-/// A round-robin cluster `web` over `addresses`, validated as the xDS client would.
-pub fn web_spec(addresses: &[&str]) -> Arc<ClusterSpec> {
-    let proto = switchyard_proto::v1::Cluster {
-        name: "web".into(),
+/// A cluster `name` over `addresses`, every other field at its default.
+pub fn cluster_proto(name: &str, addresses: &[&str]) -> switchyard_proto::v1::Cluster {
+    switchyard_proto::v1::Cluster {
+        name: name.into(),
         endpoints: addresses
             .iter()
             .map(|address| switchyard_proto::v1::Endpoint {
@@ -29,12 +29,17 @@ pub fn web_spec(addresses: &[&str]) -> Arc<ClusterSpec> {
             })
             .collect(),
         ..Default::default()
-    };
+    }
+}
+
+/// A round-robin cluster `web` over `addresses`, validated as the xDS client would.
+pub fn web_spec(addresses: &[&str]) -> Arc<ClusterSpec> {
+    let proto = cluster_proto("web", addresses);
     Arc::new(ClusterSpec::try_from(&proto).expect("a valid cluster"))
 }
 
-pub fn cluster() -> Arc<ClusterState> {
-    Arc::new(ClusterState::default())
+pub fn cluster() -> Arc<EndpointGroup> {
+    Arc::new(EndpointGroup::default())
 }
 
 /// Members with the given weights and distinct addresses.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::*;
+use crate::endpoint::InFlightGuard;
 use crate::model::{ClusterSpec, EndpointSpec};
 
 fn endpoint(address: &str, zone: &str, priority: u32) -> EndpointSpec {
@@ -31,12 +32,12 @@ fn spec(policy: LbPolicy, endpoints: Vec<EndpointSpec>) -> ClusterSpec {
     }
 }
 
-fn build(spec: &ClusterSpec, zone: Option<&str>) -> (Balancer, Arc<ClusterState>) {
-    let cluster = Arc::new(ClusterState::default());
+fn build(spec: &ClusterSpec, zone: Option<&str>) -> (Balancer, Arc<EndpointGroup>) {
+    let cluster = Arc::new(EndpointGroup::default());
     let states = spec
         .endpoints
         .iter()
-        .map(|e| Arc::new(EndpointState::new(&e.address)))
+        .map(|e| Arc::new(EndpointState::new(&e.address, 1)))
         .collect();
     (
         Balancer::new(spec, states, Arc::clone(&cluster), zone),

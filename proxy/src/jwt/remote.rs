@@ -11,7 +11,7 @@
 //! [`MAX_JWKS_BYTES`], each fetch by `fetch_timeout`; redirects are not followed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
@@ -170,20 +170,25 @@ impl RemoteKeys {
     }
 
     /// The background refresh: loads the keys at once, then every `refresh_interval`
-    /// (every `min_refetch_interval` while none could be loaded). Runs until aborted.
-    pub async fn refresh_loop(self: Arc<Self>) {
+    /// (every `min_refetch_interval` while none could be loaded). Runs until aborted or until
+    /// the keys are dropped (it holds them only while fetching).
+    pub async fn refresh_loop(keys: Weak<Self>) {
         loop {
+            let Some(this) = keys.upgrade() else {
+                return;
+            };
             {
-                let _gate = self.gate.lock().await;
-                if self.due() {
-                    self.fetch("timer").await;
+                let _gate = this.gate.lock().await;
+                if this.due() {
+                    this.fetch("timer").await;
                 }
             }
-            let delay = if self.current().is_empty() {
-                self.options.min_refetch_interval
+            let delay = if this.current().is_empty() {
+                this.options.min_refetch_interval
             } else {
-                self.options.refresh_interval
+                this.options.refresh_interval
             };
+            drop(this);
             tokio::time::sleep(delay).await;
         }
     }

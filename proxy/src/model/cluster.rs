@@ -170,17 +170,7 @@ mod tests {
     use super::*;
 
     fn cluster(addresses: &[&str]) -> v1::Cluster {
-        v1::Cluster {
-            name: "c".into(),
-            endpoints: addresses
-                .iter()
-                .map(|address| v1::Endpoint {
-                    address: (*address).into(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
+        crate::balancer::test_support::cluster_proto("c", addresses)
     }
 
     #[test]

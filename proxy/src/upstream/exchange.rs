@@ -16,12 +16,13 @@ use hyper::body::{Body, Incoming};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::GuardedBody;
-use super::pool::{self, Pooled};
 use super::retry::{MAX_REPLAY_BODY, Outcome, should_retry};
-use crate::balancer::{InFlightGuard, PickContext};
+use crate::balancer::PickContext;
 use crate::body::{BodyError, BoxError, ProxyBody, empty, full};
 use crate::circuit_breaker::RequestPermit;
 use crate::cluster::{ClusterRuntime, ClusterStats};
+use crate::endpoint::InFlightGuard;
+use crate::endpoint::pool::{self, Pooled};
 use crate::error::ProxyError;
 use crate::forwarding::{self, ClientInfo};
 use crate::model::RouteSpec;
@@ -48,7 +49,10 @@ where
     B: Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    let admitted = cluster.breaker.admit(&cluster.state)?;
+    let admitted = cluster
+        .breaker
+        .admit()
+        .inspect_err(|_| circuit_open(cluster))?;
     cluster.state.retry_budget.deposit();
     let attempts = attempts(cluster, route, request, client, request_id, admitted);
     match route.timeout {
@@ -57,6 +61,11 @@ where
             .map_err(|_| ProxyError::Timeout)?,
         None => attempts.await,
     }
+}
+
+/// Counts a request the circuit breaker refused.
+fn circuit_open(cluster: &ClusterRuntime) {
+    ClusterStats::add(&cluster.state.stats.circuit_open);
 }
 
 async fn attempts<B>(
@@ -127,11 +136,23 @@ where
                 .map_err(BodyError::new)
                 .boxed(),
         };
-        let connection = cluster.breaker.connection(&cluster.state).await?;
+        let connection = cluster
+            .breaker
+            .connection()
+            .await
+            .inspect_err(|_| circuit_open(cluster))?;
         let state = &states[index];
-        let guard = InFlightGuard::new(state, &cluster.state, cluster.balancer.is_local(index));
+        let guard = InFlightGuard::new(
+            state,
+            &cluster.state.endpoints,
+            cluster.balancer.is_local(index),
+        );
         let started = Instant::now();
-        let send = pool::send(state, cluster.pool, Request::from_parts(parts, body));
+        let send = pool::send(
+            &state.connections,
+            cluster.pool,
+            Request::from_parts(parts, body),
+        );
         let per_try = route.retries.and_then(|r| r.per_try_timeout);
         let result = match per_try {
             Some(limit) => tokio::time::timeout(limit, send)

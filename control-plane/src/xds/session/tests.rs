@@ -4,7 +4,6 @@
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
 
@@ -12,16 +11,7 @@ use super::*;
 use crate::snapshot::XdsResource;
 use crate::xds::response::GRPC_PREFIX_LEN;
 
-fn resource(kind: Kind, name: &str, version: i64) -> (Kind, XdsResource) {
-    let any = Any {
-        type_url: kind.type_url().to_owned(),
-        value: name.as_bytes().to_vec(),
-    };
-    (
-        kind,
-        XdsResource::new(name.to_owned(), version.to_string(), any),
-    )
-}
+use crate::snapshot::update::test_support::keyed_resource as resource;
 
 fn route(name: &str, version: i64) -> (Kind, XdsResource) {
     resource(Kind::Route, name, version)

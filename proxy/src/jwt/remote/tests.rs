@@ -357,6 +357,7 @@ async fn timer_refreshes_and_stops_with_the_verifier() {
             ..options(50)
         },
     );
+    let refresher = tokio::spawn(verifier.refresher().expect("a jwks_uri provider refreshes"));
     tokio::time::sleep(Duration::from_millis(450)).await;
     let refreshed = server.hits();
     assert!(refreshed >= 3, "timer fetched {refreshed} times");
@@ -374,6 +375,10 @@ async fn timer_refreshes_and_stops_with_the_verifier() {
         server.hits(),
         at_drop,
         "the refresh task outlived its verifier"
+    );
+    assert!(
+        refresher.is_finished(),
+        "the refresh ends with its verifier"
     );
 }
 

@@ -6,13 +6,13 @@
 //! of each type from that snapshot to the new one is the same for all of them: the new
 //! snapshot computes it (and encodes it, see [`Update::shared`]) when the first session asks,
 //! and every session sends that one update under its own nonce. Sessions in any other state
-//! (lagging several snapshots, or subscribing with what they hold) diff for themselves.
+//! (lagging several snapshots, or subscribing with what they hold) diff for themselves, with
+//! [`diff`] too (see `xds::session`).
 
 use std::sync::{Arc, OnceLock};
 
-use super::response::Update;
+use super::{Snapshot, Update, XdsResource};
 use crate::model::Kind;
-use crate::snapshot::{Snapshot, XdsResource};
 
 /// The resources of `kind` in `snapshot` whose version differs from the one held (`held`:
 /// name → version), sorted by name, and the held names `snapshot` no longer has; only `names`
@@ -80,20 +80,10 @@ fn compute(snapshot: &Snapshot, previous: &Snapshot) -> Vec<Arc<Update>> {
 
 #[cfg(test)]
 mod tests {
-    use envoy_types::pb::google::protobuf::Any;
 
     use super::*;
 
-    fn resource(kind: Kind, name: &str, version: i64) -> (Kind, XdsResource) {
-        let any = Any {
-            type_url: kind.type_url().to_owned(),
-            value: name.as_bytes().to_vec(),
-        };
-        (
-            kind,
-            XdsResource::new(name.to_owned(), version.to_string(), any),
-        )
-    }
+    use crate::snapshot::update::test_support::keyed_resource as resource;
 
     fn names(update: &Update) -> Vec<&str> {
         update.resources.iter().map(|r| r.name.as_str()).collect()

@@ -5,39 +5,23 @@
 //! the balancer is rebuilt per config but takes the states over by address, so load, latency and
 //! health survive config updates. Everything is an atomic; writers are the request path
 //! (in-flight, latency, outlier counters) and the cluster's health task. This module does not
-//! decide anything: policies read it, [`crate::health`] and [`crate::outlier`] write it.
+//! decide anything: balancing policies read it, health checks and outlier detection write it.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use super::least_response_time::PeakEwma;
-use crate::cluster::ClusterState;
-use crate::upstream::pool::ConnectionPool;
-
-static CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Monotonic nanoseconds since the first call in this process (cheap, comparable, atomic-friendly).
-pub fn monotonic_nanos() -> u64 {
-    u64::try_from(CLOCK_BASE.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use super::clock::{monotonic_nanos, unix_millis};
+use super::ewma::PeakEwma;
+use super::group::EndpointGroup;
+use super::pool::ConnectionPool;
 
 /// The shared, long-lived state of one endpoint address.
 #[derive(Debug)]
 pub struct EndpointState {
     pub address: String,
-    /// `address` when it is a literal `ip:port` (connecting needs no name resolution).
-    pub(crate) socket_addr: Option<SocketAddr>,
-    /// Idle upstream connections to this endpoint.
-    pub connections: ConnectionPool,
+    /// Idle upstream connections to this endpoint (shared with connections on their way back).
+    pub connections: Arc<ConnectionPool>,
     in_flight: AtomicU32,
     pub(crate) ewma: PeakEwma,
     /// Passing active health checks (true when the cluster has none).
@@ -55,12 +39,12 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    /// A new endpoint: healthy (the first health check runs at once), nothing in flight.
-    pub fn new(address: &str) -> Self {
+    /// A new endpoint: healthy (the first health check runs at once), nothing in flight, an
+    /// idle-connection stack for each of `workers` traffic workers.
+    pub fn new(address: &str, workers: usize) -> Self {
         Self {
             address: address.to_owned(),
-            socket_addr: address.parse().ok(),
-            connections: ConnectionPool::default(),
+            connections: Arc::new(ConnectionPool::new(address, workers)),
             in_flight: AtomicU32::new(0),
             ewma: PeakEwma::default(),
             active_healthy: AtomicBool::new(true),
@@ -101,18 +85,18 @@ impl EndpointState {
     }
 
     /// Sets the active-check verdict; returns whether it changed.
-    pub fn set_active_healthy(&self, healthy: bool, cluster: &ClusterState) -> bool {
-        self.transition(&self.active_healthy, healthy, cluster)
+    pub fn set_active_healthy(&self, healthy: bool, group: &EndpointGroup) -> bool {
+        self.transition(&self.active_healthy, healthy, group)
     }
 
     /// Sets the ejection flag; returns whether it changed.
-    pub(crate) fn set_ejected(&self, ejected: bool, cluster: &ClusterState) -> bool {
-        self.transition(&self.ejected, ejected, cluster)
+    pub(crate) fn set_ejected(&self, ejected: bool, group: &EndpointGroup) -> bool {
+        self.transition(&self.ejected, ejected, group)
     }
 
-    /// Flips `flag`, stamps the change time, then bumps the cluster's health epoch (in that
-    /// order, so a balancer that sees the new epoch also sees the new flag).
-    fn transition(&self, flag: &AtomicBool, value: bool, cluster: &ClusterState) -> bool {
+    /// Flips `flag`, stamps the change time, then bumps the group's epoch (in that order, so a
+    /// balancer that sees the new epoch also sees the new flag).
+    fn transition(&self, flag: &AtomicBool, value: bool, group: &EndpointGroup) -> bool {
         let was_available = self.is_available();
         if flag.swap(value, Ordering::AcqRel) == value {
             return false;
@@ -121,7 +105,7 @@ impl EndpointState {
             self.changed_at_unix_ms
                 .store(unix_millis(), Ordering::Relaxed);
         }
-        cluster.bump_health_epoch();
+        group.bump_epoch();
         true
     }
 
@@ -131,23 +115,23 @@ impl EndpointState {
     }
 }
 
-/// Counts a request against an endpoint (and the cluster's zone load) until dropped: held for
+/// Counts a request against an endpoint (and its group's zone load) until dropped: held for
 /// the request's whole life, response body included.
 #[derive(Debug)]
 pub struct InFlightGuard {
     endpoint: Arc<EndpointState>,
-    cluster: Arc<ClusterState>,
+    group: Arc<EndpointGroup>,
     local: bool,
 }
 
 impl InFlightGuard {
     /// Starts counting; `local` says whether the endpoint is in the proxy's zone.
-    pub fn new(endpoint: &Arc<EndpointState>, cluster: &Arc<ClusterState>, local: bool) -> Self {
+    pub fn new(endpoint: &Arc<EndpointState>, group: &Arc<EndpointGroup>, local: bool) -> Self {
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        cluster.load.start(local);
+        group.start(local);
         Self {
             endpoint: Arc::clone(endpoint),
-            cluster: Arc::clone(cluster),
+            group: Arc::clone(group),
             local,
         }
     }
@@ -160,7 +144,7 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.cluster.load.finish(self.local);
+        self.group.finish(self.local);
     }
 }
 
@@ -170,23 +154,23 @@ mod tests {
 
     #[test]
     fn availability_and_guard() {
-        let cluster = Arc::new(ClusterState::default());
-        let state = Arc::new(EndpointState::new("a:1"));
+        let cluster = Arc::new(EndpointGroup::default());
+        let state = Arc::new(EndpointState::new("a:1", 1));
         assert!(state.is_available());
-        let epoch = cluster.health_epoch();
+        let epoch = cluster.epoch();
         assert!(state.set_active_healthy(false, &cluster));
         assert!(!state.set_active_healthy(false, &cluster), "no change");
         assert!(!state.is_available());
-        assert!(cluster.health_epoch() > epoch);
+        assert!(cluster.epoch() > epoch);
         assert!(state.set_active_healthy(true, &cluster));
         assert!(state.set_ejected(true, &cluster));
         assert!(!state.is_available());
         {
             let _guard = InFlightGuard::new(&state, &cluster, true);
             assert_eq!(state.in_flight(), 1);
-            assert_eq!(cluster.load.local(), 1);
+            assert_eq!(cluster.in_flight_local(), 1);
         }
         assert_eq!(state.in_flight(), 0);
-        assert_eq!(cluster.load.all(), 0);
+        assert_eq!(cluster.in_flight(), 0);
     }
 }

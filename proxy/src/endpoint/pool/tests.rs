@@ -16,9 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::{PoolSettings, send};
-use crate::balancer::{EndpointState, InFlightGuard};
 use crate::body::{ProxyBody, empty};
-use crate::cluster::ClusterState;
+use crate::endpoint::{EndpointGroup, EndpointState, InFlightGuard};
 use crate::error::ProxyError;
 use crate::upstream::GuardedBody;
 
@@ -135,7 +134,9 @@ fn get(origin: &Origin) -> Request<ProxyBody> {
 /// One exchange, the body read to its end through [`GuardedBody`] (which returns the
 /// connection to the pool).
 async fn exchange(endpoint: &Arc<EndpointState>, origin: &Origin, settings: PoolSettings) -> Bytes {
-    let (response, pooled) = send(endpoint, settings, get(origin)).await.unwrap();
+    let (response, pooled) = send(&endpoint.connections, settings, get(origin))
+        .await
+        .unwrap();
     let (_, body) = response.into_parts();
     GuardedBody::new(body, pooled, attempt(endpoint), ())
         .collect()
@@ -146,7 +147,7 @@ async fn exchange(endpoint: &Arc<EndpointState>, origin: &Origin, settings: Pool
 
 /// An attempt on `endpoint` (in a cluster of its own), as the exchange takes one per try.
 fn attempt(endpoint: &Arc<EndpointState>) -> InFlightGuard {
-    InFlightGuard::new(endpoint, &Arc::new(ClusterState::default()), true)
+    InFlightGuard::new(endpoint, &Arc::new(EndpointGroup::default()), true)
 }
 
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
@@ -162,7 +163,7 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
 #[tokio::test]
 async fn sequential_requests_share_one_connection() {
     let origin = Origin::start(Reply::Ok).await;
-    let endpoint = Arc::new(EndpointState::new(&origin.address));
+    let endpoint = Arc::new(EndpointState::new(&origin.address, 1));
     for _ in 0..5 {
         assert_eq!(
             exchange(&endpoint, &origin, settings(Duration::from_secs(90))).await,
@@ -177,7 +178,7 @@ async fn sequential_requests_share_one_connection() {
 #[tokio::test]
 async fn concurrent_requests_open_connections_that_all_return_to_the_pool() {
     let origin = Origin::start(Reply::Slow(Duration::from_millis(100))).await;
-    let endpoint = Arc::new(EndpointState::new(&origin.address));
+    let endpoint = Arc::new(EndpointState::new(&origin.address, 1));
     let settings = settings(Duration::from_secs(90));
     let (a, b, c) = tokio::join!(
         exchange(&endpoint, &origin, settings),
@@ -197,9 +198,11 @@ async fn concurrent_requests_open_connections_that_all_return_to_the_pool() {
 #[tokio::test]
 async fn a_body_dropped_before_its_end_closes_its_connection() {
     let origin = Origin::start(Reply::Endless).await;
-    let endpoint = Arc::new(EndpointState::new(&origin.address));
+    let endpoint = Arc::new(EndpointState::new(&origin.address, 1));
     let settings = settings(Duration::from_secs(90));
-    let (response, pooled) = send(&endpoint, settings, get(&origin)).await.unwrap();
+    let (response, pooled) = send(&endpoint.connections, settings, get(&origin))
+        .await
+        .unwrap();
     let mut body = GuardedBody::new(response.into_body(), pooled, attempt(&endpoint), ());
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "part");
@@ -214,7 +217,7 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
 #[tokio::test]
 async fn idle_connections_close_after_the_idle_timeout() {
     let origin = Origin::start(Reply::Ok).await;
-    let endpoint = Arc::new(EndpointState::new(&origin.address));
+    let endpoint = Arc::new(EndpointState::new(&origin.address, 1));
     let settings = settings(Duration::from_millis(100));
     exchange(&endpoint, &origin, settings).await;
     assert_eq!(endpoint.connections.idle(), 1);
@@ -238,7 +241,7 @@ async fn idle_connections_close_after_the_idle_timeout() {
 #[tokio::test]
 async fn connections_the_origin_closes_are_not_reused() {
     let origin = Origin::start(Reply::Close).await;
-    let endpoint = Arc::new(EndpointState::new(&origin.address));
+    let endpoint = Arc::new(EndpointState::new(&origin.address, 1));
     let settings = settings(Duration::from_secs(90));
     for _ in 0..3 {
         assert_eq!(exchange(&endpoint, &origin, settings).await, "ok");
@@ -263,7 +266,7 @@ async fn connections_the_origin_closes_while_idle_are_skipped() {
                 .await;
         }
     });
-    let endpoint = Arc::new(EndpointState::new(&address));
+    let endpoint = Arc::new(EndpointState::new(&address, 1));
     let settings = settings(Duration::from_secs(90));
     for round in 1..=3 {
         let request = Request::builder()
@@ -271,7 +274,9 @@ async fn connections_the_origin_closes_while_idle_are_skipped() {
             .header(header::HOST, address.as_str())
             .body(empty())
             .unwrap();
-        let (response, pooled) = send(&endpoint, settings, request).await.unwrap();
+        let (response, pooled) = send(&endpoint.connections, settings, request)
+            .await
+            .unwrap();
         let body = GuardedBody::new(response.into_body(), pooled, attempt(&endpoint), ());
         assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
         eventually("the pool notices the hang-up", || {
@@ -288,10 +293,14 @@ async fn refused_connections_are_connect_errors() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     drop(listener);
-    let endpoint = Arc::new(EndpointState::new(&address));
+    let endpoint = Arc::new(EndpointState::new(&address, 1));
     let request = Request::builder().uri("/").body(empty()).unwrap();
-    let error = send(&endpoint, settings(Duration::from_secs(90)), request)
-        .await
-        .unwrap_err();
+    let error = send(
+        &endpoint.connections,
+        settings(Duration::from_secs(90)),
+        request,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, ProxyError::UpstreamConnect), "{error:?}");
 }

@@ -1,6 +1,7 @@
 //! Upstream HTTP/1.1 connections, pooled per endpoint.
 //!
-//! Each endpoint's [`EndpointState`](crate::balancer::EndpointState) owns a [`ConnectionPool`]:
+//! Each endpoint's [`EndpointState`](super::EndpointState) owns a [`ConnectionPool`], which
+//! knows where it connects to and nothing else about the endpoint:
 //! a LIFO stack of idle connections (the most recently used first, so a quiet period lets the
 //! older ones time out). The balancer's pick *is* the pool key — no hashing of a host/port key
 //! per request, no pool-wide lock. A request checks out an idle connection or opens one
@@ -8,18 +9,20 @@
 //! ([`Pooled::release`]). A body dropped early closes the connection (HTTP/1.1 cannot abandon
 //! an exchange and keep the connection).
 //!
-//! Each pool has one idle stack per traffic worker ([`crate::workers`]): a connection's task
-//! runs on the worker that opened it, and the worker that serves a request takes connections
-//! from its own stack, so an exchange never wakes another thread.
+//! Each pool has one idle stack per traffic worker (the count is a snapshot build input; a
+//! worker thread says which it is with [`enter_worker`]): a connection's task runs on the
+//! worker that opened it, and the worker that serves a request takes connections from its own
+//! stack, so an exchange never wakes another thread.
 //!
-//! Idle timeout: [`reap`] runs in the background and drops connections that have sat in their
-//! pool for [`PoolSettings::idle_timeout`] (dropping the last handle of an idle HTTP/1.1
-//! connection makes its task close the socket). The request path pays nothing for it: no timer
-//! per connection or per request. A connection the upstream closed is noticed at checkout
+//! Idle timeout: the proxy's supervisor calls [`ConnectionPool::evict_idle`] every few seconds,
+//! dropping connections that have sat in their pool for [`PoolSettings::idle_timeout`]
+//! (dropping the last handle of an idle HTTP/1.1 connection makes its task close the socket).
+//! The request path pays nothing for it: no timer per connection or per request. A connection the upstream closed is noticed at checkout
 //! (`is_ready` is false) and skipped.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +32,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::balancer::EndpointState;
-use crate::balancer::endpoint::monotonic_nanos;
+use super::clock::monotonic_nanos;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 
@@ -48,17 +50,9 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
 }
 
-/// Traffic workers in this process: the number of idle stacks a new pool gets.
-static WORKERS: AtomicUsize = AtomicUsize::new(1);
-
 thread_local! {
     /// The traffic worker this thread is (0 on every other thread).
     static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Declares that `workers` traffic workers exist (pools created from now on get a stack each).
-pub fn set_workers(workers: usize) {
-    WORKERS.fetch_max(workers.max(1), Ordering::Relaxed);
 }
 
 /// Marks the calling thread as traffic worker `index`.
@@ -69,17 +63,23 @@ pub fn enter_worker(index: usize) {
 /// One endpoint's idle connections, a stack per traffic worker.
 #[derive(Debug)]
 pub struct ConnectionPool {
+    /// `host:port` connected to.
+    address: Box<str>,
+    /// `address` when it is a literal `ip:port` (connecting needs no name resolution).
+    socket_addr: Option<SocketAddr>,
     idle: Box<[Mutex<Vec<Idle>>]>,
     /// Connections opened to this endpoint so far (`/metrics`, tests).
     opened: AtomicU64,
 }
 
-impl Default for ConnectionPool {
-    fn default() -> Self {
+impl ConnectionPool {
+    /// An empty pool of connections to `address` (`host:port`), with one idle stack per
+    /// traffic worker (at least one).
+    pub fn new(address: &str, workers: usize) -> Self {
         Self {
-            idle: (0..WORKERS.load(Ordering::Relaxed))
-                .map(|_| Mutex::default())
-                .collect(),
+            address: address.into(),
+            socket_addr: address.parse().ok(),
+            idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
             opened: AtomicU64::new(0),
         }
     }
@@ -178,18 +178,18 @@ pub struct Pooled {
 }
 
 impl Pooled {
-    /// Returns the connection to `home`'s pool (the endpoint it was opened to): at once when
-    /// it can take the next request, else as soon as its task has caught up with the end of
-    /// the exchange.
-    pub fn release(self, home: &Arc<EndpointState>) {
+    /// Returns the connection to `home` (the pool it was opened from): at once when it can
+    /// take the next request, else as soon as its task has caught up with the end of the
+    /// exchange.
+    pub fn release(self, home: &Arc<ConnectionPool>) {
         let mut connection = self.connection;
         if connection.sender.is_ready() {
-            home.connections.checkin(connection);
+            home.checkin(connection);
         } else if !connection.sender.is_closed() {
             let home = Arc::clone(home);
             tokio::spawn(async move {
                 if connection.sender.ready().await.is_ok() {
-                    home.connections.checkin(connection);
+                    home.checkin(connection);
                 }
             });
         }
@@ -201,11 +201,11 @@ impl Pooled {
 /// closed before the request was written (the upstream's keep-alive timer won the race) costs
 /// nothing: the request goes out once more on a new connection.
 pub async fn send(
-    endpoint: &EndpointState,
+    endpoint: &ConnectionPool,
     settings: PoolSettings,
     request: Request<ProxyBody>,
 ) -> Result<(Response<Incoming>, Pooled), ProxyError> {
-    let (mut connection, reused) = match endpoint.connections.checkout() {
+    let (mut connection, reused) = match endpoint.checkout() {
         Some(idle) => (idle, true),
         None => (connect(endpoint, settings).await?, false),
     };
@@ -227,13 +227,13 @@ pub async fn send(
     }
 }
 
-fn exchange_failed(endpoint: &EndpointState, error: &hyper::Error) -> ProxyError {
+fn exchange_failed(endpoint: &ConnectionPool, error: &hyper::Error) -> ProxyError {
     tracing::debug!(endpoint = %endpoint.address, %error, "upstream exchange failed");
     ProxyError::UpstreamReset
 }
 
-async fn connect(endpoint: &EndpointState, settings: PoolSettings) -> Result<Idle, ProxyError> {
-    let address = endpoint.address.as_str();
+async fn connect(endpoint: &ConnectionPool, settings: PoolSettings) -> Result<Idle, ProxyError> {
+    let address = &*endpoint.address;
     let connecting = async {
         let stream = match endpoint.socket_addr {
             Some(addr) => TcpStream::connect(addr).await?,
@@ -260,7 +260,7 @@ async fn connect(endpoint: &EndpointState, settings: PoolSettings) -> Result<Idl
             tracing::debug!(endpoint = %address, %error, "upstream handshake failed");
             ProxyError::UpstreamConnect
         })?;
-    endpoint.connections.opened.fetch_add(1, Ordering::Relaxed);
+    endpoint.opened.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "upstream connection ended with an error");
@@ -282,30 +282,6 @@ async fn connect_by_name(address: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("the name resolved to no address")))
-}
-
-/// How often [`reap`] looks for expired idle connections.
-pub const REAP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Every [`REAP_INTERVAL`], drops the idle connections that have outlived their cluster's idle
-/// timeout, in the clusters of the current snapshot (connections of clusters or endpoints that
-/// left the config close when their state is dropped). Runs until aborted.
-pub async fn reap(shared: Arc<crate::state::Shared>) {
-    let mut tick = tokio::time::interval(REAP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let snapshot = shared.snapshot.load();
-        let mut evicted = 0;
-        for cluster in snapshot.clusters.values() {
-            for endpoint in cluster.balancer.states() {
-                evicted += endpoint.connections.evict_idle(cluster.pool.idle_timeout);
-            }
-        }
-        if evicted > 0 {
-            tracing::debug!(evicted, "closed idle upstream connections");
-        }
-    }
 }
 
 #[cfg(test)]
