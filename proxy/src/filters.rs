@@ -3,15 +3,30 @@
 //! balance + upstream, aggregate or direct response) → response transforms → cache store.
 //! (Quota comes between rate limit and validation in a later issue.)
 //!
-//! [`RouteFilters::build`] compiles a route's policies once per snapshot into one
-//! `Option<…>` per phase; a route without policies gets no chain at all (the router holds
-//! `None` and the handler goes straight to the action), so it runs no filter code. State that
-//! must outlive a config — rate-limit buckets, cached responses — is taken over from the
-//! previous snapshot's chain of the same route when that policy is unchanged.
+//! Every policy implements [`Policy`], one method per phase with a no-op default (Pingora's
+//! `ProxyHttp` shape), and is registered once, in the [`chain!`] list at the bottom of this
+//! file; the list's order is the order of every phase. For one request:
 //!
-//! One file per filter; this module only sequences them and carries the per-request results
-//! ([`Decorations`]) that go on the response whatever produced it (an upstream, the cache, or
-//! an error).
+//! 1. **request**: each policy sees the request head; it may change it, refuse the request
+//!    (an error response) or answer it (a preflight, a cache hit), which ends the chain;
+//! 2. **upstream request**: each sees the request as the action will send it, body included
+//!    (e.g. to put a size limit on the upload);
+//! 3. the action runs;
+//! 4. **response**: each gets what the action produced — a response or an error — and passes
+//!    on its own (a response transform, a 413 for an upload cut at the limit);
+//! 5. **decorate**: on whatever the client gets, proxy errors and answers from step 1
+//!    included, each adds the headers every answer carries (CORS origin, rate-limit headers,
+//!    `x-cache`);
+//! 6. **logging**: each sees the final status.
+//!
+//! [`RouteFilters::build`] compiles a route's policies once per snapshot; a route without
+//! policies gets no chain at all (the router holds `None` and the handler goes straight to the
+//! action), so it runs no filter code. A policy's build gets its counterpart from the previous
+//! snapshot's chain of the same route, to keep state that must outlive a config (rate-limit
+//! buckets, cached responses) while its spec is unchanged. What one request keeps between a
+//! policy's phases is that policy's `State`, held in the chain's [`FilterState`].
+//!
+//! Adding a policy: its own file with a `Policy` impl, plus one line in the [`chain!`] list.
 
 pub mod aggregate;
 pub mod auth;
@@ -25,81 +40,219 @@ pub mod validate;
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::forwarding::ClientInfo;
 use crate::jwt::JwtProviders;
-use crate::model::{RateLimitBy, RouteSpec};
-use auth::{Auth, ConsumerIndex};
-use cache::{Lookup, ResponseCache, X_CACHE};
+use crate::model::RouteSpec;
+use auth::{Auth, ConsumerIndex, Identity};
+use cache::ResponseCache;
 use cors::Cors;
-use rate_limit::{BucketKey, Decision, RateLimiter};
+use rate_limit::RateLimiter;
 use response_fields::FieldRemover;
-use transform::{HeaderOps, RequestTransform};
+use transform::{RequestTransform, ResponseHeaders};
 use validate::{RequestBody, Validate};
 
-/// What a chain is built from, besides the route: the snapshot's identities and verifiers,
-/// and the previous snapshot's chain of the same route (for long-lived state).
+/// What a chain is built from, besides the route: the snapshot's identities and verifiers.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildContext<'a> {
     pub consumers: &'a Arc<ConsumerIndex>,
     pub verifiers: &'a JwtProviders,
-    pub previous: Option<&'a RouteFilters>,
 }
 
-/// The compiled filter chain of one route: one optional filter per phase.
-#[derive(Debug, Default)]
-pub struct RouteFilters {
-    cors: Option<Cors>,
-    auth: Option<Auth>,
-    rate_limit: Option<Arc<RateLimiter>>,
-    validate: Option<Validate>,
-    request: Option<RequestTransform>,
-    cache: Option<Arc<ResponseCache>>,
-    response_headers: Option<HeaderOps>,
-    response_fields: Option<FieldRemover>,
+/// What the policies of one request share: who is calling, and who they proved to be.
+#[derive(Debug)]
+pub struct RequestContext<'a> {
+    pub client: &'a ClientInfo,
+    /// Set by the auth policy; read by the policies after it (rate limit, cache) and the
+    /// access log.
+    pub identity: Option<Arc<Identity>>,
+}
+
+impl<'a> RequestContext<'a> {
+    pub fn new(client: &'a ClientInfo) -> Self {
+        Self {
+            client,
+            identity: None,
+        }
+    }
+}
+
+/// A response, or why there is none (rendered by the handler).
+pub type Outcome = Result<Response<ProxyBody>, ProxyError>;
+
+/// One gateway policy: built once per config for a route, then called per request in each
+/// phase (see the module doc for their order and meaning). Every phase but `build` has a
+/// default that does nothing.
+pub trait Policy: Sized + Send + Sync + std::fmt::Debug {
+    /// What one request keeps between this policy's phases.
+    type State: Default + Send;
+
+    /// The policy of `route`, or `None` when the route does not set it. `previous` is this
+    /// policy in the previous config's chain of the same route.
+    fn build(route: &RouteSpec, ctx: &BuildContext<'_>, previous: Option<&Self>) -> Option<Self>;
+
+    /// Request phase: `Ok(Some(response))` answers the request (the action does not run),
+    /// `Err` refuses it.
+    fn request(
+        &self,
+        parts: &mut Parts,
+        ctx: &mut RequestContext<'_>,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<Option<Response<ProxyBody>>, ProxyError>> + Send {
+        let _ = (parts, ctx, state);
+        async { Ok(None) }
+    }
+
+    /// Upstream-request phase: the request the action is about to send.
+    fn upstream_request(&self, request: &mut Request<RequestBody>, state: &mut Self::State) {
+        let _ = (request, state);
+    }
+
+    /// Response phase: what the action produced, for this policy to pass on or replace.
+    fn response(
+        &self,
+        outcome: Outcome,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Outcome> + Send {
+        let _ = state;
+        async { outcome }
+    }
+
+    /// Headers on whatever answers the request, errors included.
+    fn decorate(&self, headers: &mut HeaderMap, state: &Self::State) {
+        let _ = (headers, state);
+    }
+
+    /// Logging phase: the request is answered with `status`.
+    fn logging(&self, status: StatusCode, ctx: &RequestContext<'_>, state: &Self::State) {
+        let _ = (status, ctx, state);
+    }
+}
+
+/// `previous` when it was built from `spec` (its state survives the config change), else a
+/// new one built from `spec`.
+pub(crate) fn keep_if_unchanged<T, S: PartialEq + Copy>(
+    previous: Option<&Arc<T>>,
+    spec: S,
+    spec_of: impl Fn(&T) -> S,
+    new: impl FnOnce(S) -> T,
+) -> Arc<T> {
+    match previous {
+        Some(kept) if spec_of(kept) == spec => Arc::clone(kept),
+        _ => Arc::new(new(spec)),
+    }
+}
+
+/// Declares the chain: one optional policy per registered entry, the per-request state of
+/// each, and the phase runners that call them in list order.
+macro_rules! chain {
+    ($($field:ident: $policy:ty),* $(,)?) => {
+        /// The compiled filter chain of one route: the registered policies it sets.
+        #[derive(Debug, Default)]
+        pub struct RouteFilters {
+            $($field: Option<$policy>,)*
+        }
+
+        /// What one request keeps while it runs through a chain, per policy.
+        #[derive(Default)]
+        pub struct FilterState {
+            $($field: <$policy as Policy>::State,)*
+        }
+
+        impl RouteFilters {
+            fn compile(
+                route: &RouteSpec,
+                ctx: &BuildContext<'_>,
+                previous: Option<&RouteFilters>,
+            ) -> Self {
+                Self {
+                    $($field: <$policy as Policy>::build(
+                        route,
+                        ctx,
+                        previous.and_then(|p| p.$field.as_ref()),
+                    ),)*
+                }
+            }
+
+            fn is_empty(&self) -> bool {
+                true $(&& self.$field.is_none())*
+            }
+
+            async fn request_phase(
+                &self,
+                parts: &mut Parts,
+                ctx: &mut RequestContext<'_>,
+                state: &mut FilterState,
+            ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+                $(
+                    if let Some(policy) = &self.$field
+                        && let Some(answer) = policy.request(parts, ctx, &mut state.$field).await?
+                    {
+                        return Ok(Some(answer));
+                    }
+                )*
+                Ok(None)
+            }
+
+            fn upstream_request_phase(
+                &self,
+                request: &mut Request<RequestBody>,
+                state: &mut FilterState,
+            ) {
+                $(
+                    if let Some(policy) = &self.$field {
+                        policy.upstream_request(request, &mut state.$field);
+                    }
+                )*
+            }
+
+            async fn response_phase(&self, mut outcome: Outcome, state: &mut FilterState) -> Outcome {
+                $(
+                    if let Some(policy) = &self.$field {
+                        outcome = policy.response(outcome, &mut state.$field).await;
+                    }
+                )*
+                outcome
+            }
+
+            /// The decorate phase: headers on whatever answered, errors included.
+            pub fn decorate(&self, headers: &mut HeaderMap, state: &FilterState) {
+                $(
+                    if let Some(policy) = &self.$field {
+                        policy.decorate(headers, &state.$field);
+                    }
+                )*
+            }
+
+            /// The logging phase.
+            pub fn log(&self, status: StatusCode, ctx: &RequestContext<'_>, state: &FilterState) {
+                $(
+                    if let Some(policy) = &self.$field {
+                        policy.logging(status, ctx, &state.$field);
+                    }
+                )*
+            }
+        }
+    };
 }
 
 impl RouteFilters {
     /// The chain of `route`, or `None` when the route sets no policy.
-    pub fn build(route: &RouteSpec, ctx: BuildContext<'_>) -> Option<Arc<Self>> {
-        let policies = &route.policies;
-        if policies.is_empty() {
+    pub fn build(
+        route: &RouteSpec,
+        ctx: BuildContext<'_>,
+        previous: Option<&RouteFilters>,
+    ) -> Option<Arc<Self>> {
+        if route.policies.is_empty() {
             return None;
         }
-        let previous = ctx.previous;
-        let rate_limit =
-            policies
-                .rate_limit
-                .map(|spec| match previous.and_then(|p| p.rate_limit.as_ref()) {
-                    Some(kept) if kept.spec() == spec => Arc::clone(kept),
-                    _ => Arc::new(RateLimiter::new(spec)),
-                });
-        let cache = policies
-            .cache
-            .map(|spec| match previous.and_then(|p| p.cache.as_ref()) {
-                Some(kept) if kept.spec() == spec => Arc::clone(kept),
-                _ => Arc::new(ResponseCache::new(spec)),
-            });
-        Some(Arc::new(Self {
-            cors: policies.cors.as_ref().map(Cors::new),
-            auth: policies
-                .auth
-                .as_ref()
-                .map(|spec| Auth::new(spec, ctx.consumers, ctx.verifiers)),
-            rate_limit,
-            validate: Validate::new(policies.max_body_bytes, &policies.required_headers),
-            request: RequestTransform::new(
-                policies.rewrite.as_ref(),
-                policies.request_headers.as_ref(),
-            ),
-            cache,
-            response_headers: policies.response_headers.as_ref().map(HeaderOps::new),
-            response_fields: FieldRemover::new(&policies.remove_response_fields),
-        }))
+        let chain = Self::compile(route, &ctx, previous);
+        (!chain.is_empty()).then(|| Arc::new(chain))
     }
 
     /// Whether this chain answers CORS preflights.
@@ -112,120 +265,38 @@ impl RouteFilters {
         self.rate_limit.as_ref()
     }
 
-    /// Runs the request phases, then `act` (the route's action) on the filtered request, then
-    /// the response phases. `decorations` collects what goes on the response in any case
-    /// (apply it with [`Decorations::apply`] after rendering an error).
+    /// Runs the request phases, the upstream-request phase and `act` (the route's action),
+    /// then the response phases. Apply [`RouteFilters::decorate`] and [`RouteFilters::log`]
+    /// with the same `state` to whatever the client gets.
     pub async fn run<F, Fut>(
         &self,
         request: Request<Incoming>,
-        client: &ClientInfo,
-        decorations: &mut Decorations,
+        ctx: &mut RequestContext<'_>,
+        state: &mut FilterState,
         act: F,
-    ) -> Result<Response<ProxyBody>, ProxyError>
+    ) -> Outcome
     where
         F: FnOnce(Request<RequestBody>) -> Fut,
-        Fut: Future<Output = Result<Response<ProxyBody>, ProxyError>>,
+        Fut: Future<Output = Outcome>,
     {
         let (mut parts, body) = request.into_parts();
-        if let Some(cors) = &self.cors {
-            if Cors::is_preflight(&parts.method, &parts.headers) {
-                return cors.preflight(&parts.headers);
-            }
-            decorations.allow_origin = parts
-                .headers
-                .get(header::ORIGIN)
-                .and_then(|origin| cors.allowed_origin(origin));
+        if let Some(answer) = self.request_phase(&mut parts, ctx, state).await? {
+            return Ok(answer);
         }
-        let identity = match &self.auth {
-            Some(auth) => Some(auth.apply(&mut parts.headers).await?),
-            None => None,
-        };
-        if let Some(identity) = &identity {
-            decorations.consumer = Some(Arc::clone(&identity.name));
-        }
-        if let Some(limiter) = &self.rate_limit {
-            let key = match limiter.spec().by {
-                RateLimitBy::Route => None,
-                RateLimitBy::Ip => Some(BucketKey::client(client.ip)),
-                RateLimitBy::Consumer => Some(match &identity {
-                    Some(identity) => BucketKey::Consumer(Arc::clone(&identity.name)),
-                    None => BucketKey::client(client.ip),
-                }),
-            };
-            let decision = limiter.check(key);
-            decorations.rate = Some((Arc::clone(limiter), decision));
-            if !decision.allowed {
-                return Err(ProxyError::RateLimited);
-            }
-        }
-        let limit = match &self.validate {
-            Some(validate) => validate.check(&parts.headers)?,
-            None => None,
-        };
-        if let Some(transform) = &self.request {
-            transform.apply(&mut parts);
-        }
-        let mut miss = None;
-        if let Some(cache) = &self.cache {
-            let identity = identity.as_ref().map(|identity| &*identity.name);
-            match cache.lookup(&parts, identity) {
-                Lookup::Hit(response) => {
-                    decorations.cache = Some(HeaderValue::from_static("HIT"));
-                    return Ok(response);
-                }
-                Lookup::Miss(lookup) => {
-                    decorations.cache = Some(HeaderValue::from_static("MISS"));
-                    miss = Some(lookup);
-                }
-                Lookup::Bypass => {}
-            }
-        }
-        let (body, limit_hit) = RequestBody::new(body, limit);
-        let result = act(Request::from_parts(parts, body)).await;
-        if let (Some(hit), Some(limit)) = (&limit_hit, limit)
-            && hit.is_hit()
-        {
-            // The upload was cut at the limit; whatever the upstream said, the answer is 413.
-            return Err(ProxyError::BodyTooLarge(limit));
-        }
-        let mut response = result?;
-        if let Some(headers) = &self.response_headers {
-            headers.apply(response.headers_mut());
-        }
-        if let Some(remover) = &self.response_fields {
-            response = remover.apply(response).await;
-        }
-        if let (Some(cache), Some(miss)) = (&self.cache, miss) {
-            response = cache.store_on_end(miss, response);
-        }
-        Ok(response)
+        let mut request = Request::from_parts(parts, RequestBody::new(body));
+        self.upstream_request_phase(&mut request, state);
+        let outcome = act(request).await;
+        self.response_phase(outcome, state).await
     }
 }
 
-/// Per-request results of the filters that go on the response, whatever produced it.
-#[derive(Debug, Default)]
-pub struct Decorations {
-    /// `access-control-allow-origin` for an allowed CORS request.
-    allow_origin: Option<HeaderValue>,
-    rate: Option<(Arc<RateLimiter>, Decision)>,
-    cache: Option<HeaderValue>,
-    /// Who called (for the access log).
-    pub consumer: Option<Arc<str>>,
-}
-
-impl Decorations {
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        if let Some(origin) = &self.allow_origin {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            if origin != "*" {
-                headers.append(header::VARY, HeaderValue::from_static("origin"));
-            }
-        }
-        if let Some((limiter, decision)) = &self.rate {
-            limiter.write_headers(decision, headers);
-        }
-        if let Some(cache) = &self.cache {
-            headers.insert(X_CACHE.clone(), cache.clone());
-        }
-    }
+chain! {
+    cors: Cors,
+    auth: Auth,
+    rate_limit: Arc<RateLimiter>,
+    validate: Validate,
+    request_transform: RequestTransform,
+    response_headers: ResponseHeaders,
+    response_fields: FieldRemover,
+    cache: Arc<ResponseCache>,
 }

@@ -20,7 +20,7 @@ use crate::error::{Blame, ProxyError};
 use crate::filters::aggregate;
 use crate::filters::auth::X_CONSUMER;
 use crate::filters::cors::Cors;
-use crate::filters::{Decorations, RouteFilters};
+use crate::filters::{FilterState, RequestContext, RouteFilters};
 use crate::forwarding::{self, ClientInfo, X_REQUEST_ID};
 use crate::metrics::TrafficMetrics;
 use crate::model::RouteAction;
@@ -47,9 +47,8 @@ pub async fn handle(
     let method = request.method().clone();
     // `Uri` clones share their bytes: no allocation for the access log.
     let uri = request.uri().clone();
-    let mut decorations = Decorations::default();
-    let mut response = match dispatch(worker, client, request, &request_id, &mut decorations).await
-    {
+    let mut consumer = None;
+    let mut response = match dispatch(worker, client, request, &request_id, &mut consumer).await {
         Ok(response) => response,
         Err(error) => error_response(&worker.metrics, &error, &request_id),
     };
@@ -69,7 +68,7 @@ pub async fn handle(
         %method,
         path = uri.path(),
         status,
-        consumer = decorations.consumer.as_deref(),
+        consumer = consumer.as_deref(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
@@ -81,7 +80,7 @@ async fn dispatch(
     client: &ClientInfo,
     mut request: Request<Incoming>,
     request_id: &HeaderValue,
-    decorations: &mut Decorations,
+    consumer: &mut Option<Arc<str>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // `x-consumer` is the proxy's word on who called: never the client's.
     request.headers_mut().remove(&X_CONSUMER);
@@ -102,17 +101,21 @@ async fn dispatch(
     let Some(filters) = route.filters.as_deref() else {
         return act(&snapshot, route, request, client, request_id).await;
     };
-    let result = filters
-        .run(request, client, decorations, |request| {
+    let mut ctx = RequestContext::new(client);
+    let mut state = FilterState::default();
+    let outcome = filters
+        .run(request, &mut ctx, &mut state, |request| {
             act(&snapshot, route, request, client, request_id)
         })
         .await;
     // CORS, rate-limit and cache headers go on whatever answered, errors included.
-    let mut response = match result {
+    let mut response = match outcome {
         Ok(response) => response,
         Err(error) => error_response(&worker.metrics, &error, request_id),
     };
-    decorations.apply(response.headers_mut());
+    filters.decorate(response.headers_mut(), &state);
+    filters.log(response.status(), &ctx, &state);
+    *consumer = ctx.identity.map(|identity| Arc::clone(&identity.name));
     Ok(response)
 }
 

@@ -24,9 +24,10 @@
 //! - [`path_normalize`]: the request path in canonical form (dot segments, unreserved escapes,
 //!   merged slashes) before routing; what the upstream receives too.
 //! - [`router`]: host-indexed, pre-sorted route selection.
-//! - [`filters`]: gateway policies as a per-route chain built once per config (CORS, auth,
-//!   rate limit, validation, transforms, cache, aggregation); a route without policies has
-//!   no chain and runs no filter code.
+//! - [`filters`]: gateway policies (CORS, auth, rate limit, validation, transforms, cache),
+//!   each a [`filters::Policy`] with a method per phase (request, upstream request, response,
+//!   decorate, logging), compiled into a per-route chain once per config; a route without
+//!   policies has no chain and runs no filter code. (Aggregation is a route action.)
 //! - [`jwt`]: JWT providers — validated specs, JWKS (inline or fetched from `jwks_uri`), and
 //!   the per-provider [`jwt::JwtVerifier`] the auth filter calls.
 //! - [`upstream`]: the exchange (retries, timeouts), header rewrite ([`forwarding`]), response
@@ -55,7 +56,7 @@ pub(crate) mod admin;
 pub mod balancer;
 pub(crate) mod body;
 pub(crate) mod circuit_breaker;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 pub mod endpoint;
 pub(crate) mod error;

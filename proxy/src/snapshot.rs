@@ -89,9 +89,9 @@ impl Snapshot {
                 let ctx = BuildContext {
                     consumers: &consumers,
                     verifiers: &jwt,
-                    previous: previous.route_filters.get(&route.name).map(|f| &**f),
                 };
-                let filters = RouteFilters::build(route, ctx)?;
+                let kept = previous.route_filters.get(&route.name).map(|f| &**f);
+                let filters = RouteFilters::build(route, ctx, kept)?;
                 route_filters.insert(route.name.clone(), Arc::clone(&filters));
                 Some(filters)
             },

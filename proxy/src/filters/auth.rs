@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use super::{BuildContext, Policy, RequestContext};
+use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::jwt::{JwtProviders, JwtVerifier};
-use crate::model::{AuthSpec, ConsumerSpec};
+use crate::model::{AuthSpec, ConsumerSpec, RouteSpec};
 
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub static X_CONSUMER: HeaderName = HeaderName::from_static("x-consumer");
@@ -219,6 +221,25 @@ async fn jwt_identity(verifier: &JwtVerifier, token: &str) -> Result<Arc<Identit
     Identity::new(&verified.subject, verified.scopes)
         .map(Arc::new)
         .ok_or(ProxyError::Unauthorized("token subject is not usable"))
+}
+
+impl Policy for Auth {
+    type State = ();
+
+    fn build(route: &RouteSpec, ctx: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        let spec = route.policies.auth.as_ref()?;
+        Some(Auth::new(spec, ctx.consumers, ctx.verifiers))
+    }
+
+    async fn request(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &mut RequestContext<'_>,
+        (): &mut (),
+    ) -> Result<Option<http::Response<ProxyBody>>, ProxyError> {
+        ctx.identity = Some(self.apply(&mut parts.headers).await?);
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -25,12 +25,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::{BuildContext, Outcome, Policy, RequestContext, keep_if_unchanged};
 use crate::body::{BodyError, ProxyBody, full};
+use crate::error::ProxyError;
 use crate::filters::auth::X_API_KEY;
-use crate::model::CacheSpec;
+use crate::model::{CacheSpec, RouteSpec};
 
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 pub const MAX_TOTAL_BYTES: usize = 64 << 20;
@@ -478,6 +481,61 @@ impl Body for StoreOnEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// What one request keeps: its `x-cache` verdict and, on a miss, what storing needs.
+#[derive(Debug, Default)]
+pub struct CacheState {
+    verdict: Option<HeaderValue>,
+    miss: Option<Miss>,
+}
+
+impl Policy for Arc<ResponseCache> {
+    type State = CacheState;
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, previous: Option<&Self>) -> Option<Self> {
+        let spec = route.policies.cache?;
+        Some(keep_if_unchanged(
+            previous,
+            spec,
+            ResponseCache::spec,
+            ResponseCache::new,
+        ))
+    }
+
+    async fn request(
+        &self,
+        parts: &mut Parts,
+        ctx: &mut RequestContext<'_>,
+        state: &mut CacheState,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        let identity = ctx.identity.as_ref().map(|identity| &*identity.name);
+        match self.lookup(parts, identity) {
+            Lookup::Hit(response) => {
+                state.verdict = Some(HeaderValue::from_static("HIT"));
+                Ok(Some(response))
+            }
+            Lookup::Miss(miss) => {
+                state.verdict = Some(HeaderValue::from_static("MISS"));
+                state.miss = Some(miss);
+                Ok(None)
+            }
+            Lookup::Bypass => Ok(None),
+        }
+    }
+
+    async fn response(&self, outcome: Outcome, state: &mut CacheState) -> Outcome {
+        match (outcome, state.miss.take()) {
+            (Ok(response), Some(miss)) => Ok(self.store_on_end(miss, response)),
+            (outcome, _) => outcome,
+        }
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap, state: &CacheState) {
+        if let Some(verdict) = &state.verdict {
+            headers.insert(X_CACHE.clone(), verdict.clone());
+        }
     }
 }
 

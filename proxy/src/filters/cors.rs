@@ -2,17 +2,19 @@
 //! `access-control-request-method`): 204 with the `access-control-allow-*` headers when the
 //! origin and method are allowed, else 403. Other requests from an allowed origin get
 //! `access-control-allow-origin` (and `vary: origin`) on their response, whatever produced it
-//! (see [`super::Decorations`]);
+//! (its decorate phase);
 //! a disallowed origin gets no CORS header, so the browser keeps the response from the page.
 //!
 //! Defaults, as Kong's: no `allow_methods` allows the common methods; no `allow_headers`
 //! reflects what the preflight asks for. Credentials (`allow-credentials`) are not offered.
 
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
+use super::{BuildContext, Policy, RequestContext};
 use crate::body::{ProxyBody, empty};
 use crate::error::ProxyError;
-use crate::model::CorsSpec;
+use crate::model::{CorsSpec, RouteSpec};
 
 /// Methods allowed when the policy lists none.
 const DEFAULT_METHODS: [Method; 6] = [
@@ -136,6 +138,40 @@ impl Cors {
             ),
         );
         Ok(response)
+    }
+}
+
+impl Policy for Cors {
+    /// The allowed origin to echo on the response.
+    type State = Option<HeaderValue>;
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        route.policies.cors.as_ref().map(Cors::new)
+    }
+
+    async fn request(
+        &self,
+        parts: &mut Parts,
+        _: &mut RequestContext<'_>,
+        allowed: &mut Self::State,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        if Cors::is_preflight(&parts.method, &parts.headers) {
+            return self.preflight(&parts.headers).map(Some);
+        }
+        *allowed = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|origin| self.allowed_origin(origin));
+        Ok(None)
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap, allowed: &Self::State) {
+        if let Some(origin) = allowed {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            if origin != "*" {
+                headers.append(header::VARY, HeaderValue::from_static("origin"));
+            }
+        }
     }
 }
 

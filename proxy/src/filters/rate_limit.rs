@@ -13,7 +13,7 @@
 //!   proxy's memory.
 //!
 //! The limiter lives across config updates while the route's name and limit are unchanged
-//! (see [`super::RouteFilters::build`]). It does not coordinate across proxies: each proxy
+//! (its `Policy::build` takes the previous config's limiter over). It does not coordinate across proxies: each proxy
 //! enforces its own budget (fleet-wide budgets are quotas).
 
 use std::collections::HashMap;
@@ -22,9 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 
-use crate::model::{RateLimitBy, RateLimitSpec};
+use super::{BuildContext, Policy, RequestContext, keep_if_unchanged};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::model::{RateLimitBy, RateLimitSpec, RouteSpec};
 
 /// Shards of a keyed limiter's table.
 pub const SHARDS: usize = 32;
@@ -262,6 +266,51 @@ fn evict(buckets: &mut HashMap<BucketKey, u64>, now: u64) {
     let (_, threshold, _) = tats.select_nth_unstable(batch - 1);
     let threshold = *threshold;
     buckets.retain(|_, tat| *tat > threshold);
+}
+
+impl Policy for Arc<RateLimiter> {
+    /// This request's decision, for the response headers.
+    type State = Option<Decision>;
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, previous: Option<&Self>) -> Option<Self> {
+        let spec = route.policies.rate_limit?;
+        Some(keep_if_unchanged(
+            previous,
+            spec,
+            RateLimiter::spec,
+            RateLimiter::new,
+        ))
+    }
+
+    async fn request(
+        &self,
+        _: &mut Parts,
+        ctx: &mut RequestContext<'_>,
+        decided: &mut Self::State,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        let client = ctx.client.ip;
+        let key = match self.spec().by {
+            RateLimitBy::Route => None,
+            RateLimitBy::Ip => Some(BucketKey::client(client)),
+            RateLimitBy::Consumer => Some(match &ctx.identity {
+                Some(identity) => BucketKey::Consumer(Arc::clone(&identity.name)),
+                None => BucketKey::client(client),
+            }),
+        };
+        let decision = self.check(key);
+        *decided = Some(decision);
+        if decision.allowed {
+            Ok(None)
+        } else {
+            Err(ProxyError::RateLimited)
+        }
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap, decided: &Self::State) {
+        if let Some(decision) = decided {
+            self.write_headers(decision, headers);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,27 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
+use super::{BuildContext, Outcome, Policy};
 use crate::body::{BodyError, ProxyBody, full};
+use crate::model::RouteSpec;
 
 /// Largest body buffered to remove fields from.
 pub const MAX_BUFFERED: usize = 8 << 20;
+
+impl Policy for FieldRemover {
+    type State = ();
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        FieldRemover::new(&route.policies.remove_response_fields)
+    }
+
+    async fn response(&self, outcome: Outcome, (): &mut ()) -> Outcome {
+        match outcome {
+            Ok(response) => Ok(self.apply(response).await),
+            Err(error) => Err(error),
+        }
+    }
+}
 
 /// The compiled `remove_response_fields` of one route.
 #[derive(Debug)]

@@ -2,10 +2,14 @@
 //! one; the query is kept) and header `set` / `remove` with names and values parsed once per
 //! config. Body transforms are [`super::response_fields`]'.
 
+use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, Response, Uri};
 
-use crate::model::{HeaderOpsSpec, RewriteSpec};
+use super::{BuildContext, Outcome, Policy, RequestContext};
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::model::{HeaderOpsSpec, RewriteSpec, RouteSpec};
 
 /// Header operations, applied in order: remove, then set.
 #[derive(Debug)]
@@ -54,6 +58,45 @@ impl RequestTransform {
         if let Some(headers) = &self.headers {
             headers.apply(&mut parts.headers);
         }
+    }
+}
+
+impl Policy for RequestTransform {
+    type State = ();
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        let policies = &route.policies;
+        RequestTransform::new(policies.rewrite.as_ref(), policies.request_headers.as_ref())
+    }
+
+    async fn request(
+        &self,
+        parts: &mut Parts,
+        _: &mut RequestContext<'_>,
+        (): &mut (),
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        self.apply(parts);
+        Ok(None)
+    }
+}
+
+/// `response_headers`: header operations on the upstream's response.
+#[derive(Debug)]
+pub struct ResponseHeaders(HeaderOps);
+
+impl Policy for ResponseHeaders {
+    type State = ();
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        let spec = route.policies.response_headers.as_ref()?;
+        Some(Self(HeaderOps::new(spec)))
+    }
+
+    async fn response(&self, outcome: Outcome, (): &mut ()) -> Outcome {
+        outcome.map(|mut response| {
+            self.0.apply(response.headers_mut());
+            response
+        })
     }
 }
 

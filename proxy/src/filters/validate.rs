@@ -11,10 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, Request, Response, header};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::{BuildContext, Outcome, Policy, RequestContext};
+use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::model::RouteSpec;
 
 /// The compiled validation policy of one route.
 #[derive(Debug)]
@@ -60,7 +64,7 @@ impl Validate {
 
 /// The request body on a route with filters: the client's body, counted against an optional
 /// limit. When the limit is crossed the body fails and [`LimitHit`] remembers it, so the
-/// handler answers 413 instead of the upstream error the failed upload causes.
+/// chain answers 413 instead of the upstream error the failed upload causes.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Incoming,
@@ -89,14 +93,60 @@ pub enum RequestBodyError {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>) -> (Self, Option<LimitHit>) {
-        let hit = limit.map(|_| LimitHit::default());
-        let body = Self {
+    /// The client's body, unlimited.
+    pub fn new(inner: Incoming) -> Self {
+        Self {
             inner,
-            limit: limit.zip(hit.clone()),
+            limit: None,
             seen: 0,
-        };
-        (body, hit)
+        }
+    }
+
+    /// Fails the body once more than `limit` bytes have passed; the returned flag tells.
+    pub fn limit(&mut self, limit: u64) -> LimitHit {
+        let hit = LimitHit::default();
+        self.limit = Some((limit, hit.clone()));
+        hit
+    }
+}
+
+/// What one request keeps: the streaming limit the head check set, and whether it was hit.
+#[derive(Debug, Default)]
+pub struct Limit {
+    bytes: Option<u64>,
+    hit: Option<LimitHit>,
+}
+
+impl Policy for Validate {
+    type State = Limit;
+
+    fn build(route: &RouteSpec, _: &BuildContext<'_>, _: Option<&Self>) -> Option<Self> {
+        let policies = &route.policies;
+        Validate::new(policies.max_body_bytes, &policies.required_headers)
+    }
+
+    async fn request(
+        &self,
+        parts: &mut Parts,
+        _: &mut RequestContext<'_>,
+        limit: &mut Limit,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        limit.bytes = self.check(&parts.headers)?;
+        Ok(None)
+    }
+
+    fn upstream_request(&self, request: &mut Request<RequestBody>, limit: &mut Limit) {
+        if let Some(bytes) = limit.bytes {
+            limit.hit = Some(request.body_mut().limit(bytes));
+        }
+    }
+
+    async fn response(&self, outcome: Outcome, limit: &mut Limit) -> Outcome {
+        match (&limit.hit, limit.bytes) {
+            // The upload was cut at the limit; whatever the upstream said, the answer is 413.
+            (Some(hit), Some(bytes)) if hit.is_hit() => Err(ProxyError::BodyTooLarge(bytes)),
+            _ => outcome,
+        }
     }
 }
 
