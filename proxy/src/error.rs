@@ -110,16 +110,6 @@ impl ProxyError {
         }
     }
 
-    /// Whether sending the request again (to another endpoint) may succeed. A connect failure
-    /// never reached the upstream, so it is always safe; a reset or timeout may have been
-    /// processed, so the retry policy must also check idempotency.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::UpstreamConnect | ProxyError::UpstreamReset | ProxyError::Timeout
-        )
-    }
-
     /// The JSON error response.
     pub fn to_response(&self, request_id: &HeaderValue) -> Response<ProxyBody> {
         let body = serde_json::json!({
@@ -162,7 +152,6 @@ mod tests {
         assert_eq!(json["error"], "cluster not found");
         assert_eq!(json["request_id"], "abc");
         assert_eq!(ProxyError::Timeout.blame(), Blame::Upstream);
-        assert!(!ProxyError::NoRoute.retryable());
         let open = ProxyError::CircuitOpen.to_response(&HeaderValue::from_static("abc"));
         assert_eq!(open.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(open.headers()[&X_OVERLOADED], "true");

@@ -20,9 +20,8 @@
 //! what it returns (the signature is decoded on the stack). Measured (`cargo bench --bench jwt`,
 //! 2-core dev box): HS256 ≈ 1.3 µs, RS256 ≈ 25 µs, ES256 ≈ 66 µs, EdDSA ≈ 60 µs per `verify`.
 //!
-//! Not here: reading route policies, scope checks against a route (see
-//! [`VerifiedToken::has_scopes`]), stripping the credential or setting `x-consumer` — that is
-//! the auth filter's job.
+//! Not here: reading route policies and the bearer token, scope checks against a route,
+//! stripping the credential or setting `x-consumer` — that is the auth filter's job.
 
 pub mod algorithms;
 pub mod keys;
@@ -44,7 +43,6 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, HeaderValue, StatusCode, header::AUTHORIZATION};
 
 pub use algorithms::{Algorithm, AlgorithmSet};
 pub use keys::{JwksError, KeySet};
@@ -73,20 +71,10 @@ pub struct VerifiedToken {
     pub expires_at: Option<SystemTime>,
 }
 
-impl VerifiedToken {
-    /// Whether the token grants every scope in `required`.
-    pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
-        required
-            .iter()
-            .all(|needed| self.scopes.iter().any(|s| s == needed.as_ref()))
-    }
-}
-
 /// Why a token was refused. Every variant is a 401; [`JwtError::reason`] is safe to send to
 /// the client: it never holds key material or any part of the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
-    Missing,
     TooLarge,
     Malformed,
     BadHeader,
@@ -124,7 +112,6 @@ impl JwtError {
     /// The client-facing text (also the `Display`).
     pub fn reason(&self) -> &'static str {
         match self {
-            JwtError::Missing => "missing bearer token",
             JwtError::TooLarge => "token is too large",
             JwtError::Malformed => "token is not a signed JWT (base64url header.payload.signature)",
             JwtError::BadHeader => "token header is not a valid JOSE header",
@@ -149,33 +136,6 @@ impl JwtError {
             JwtError::WrongIssuer => "token issuer is not accepted",
             JwtError::WrongAudience => "token audience is not accepted",
         }
-    }
-
-    /// Always 401 Unauthorized (a missing scope, 403, is the auth filter's decision).
-    pub fn status(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
-    }
-
-    /// The `WWW-Authenticate` value for the 401 (RFC 6750 §3).
-    pub fn www_authenticate(&self) -> HeaderValue {
-        match self {
-            JwtError::Missing => HeaderValue::from_static("Bearer"),
-            _ => HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        }
-    }
-}
-
-/// The token of `authorization: Bearer <token>` (scheme case-insensitive).
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, JwtError> {
-    let value = headers.get(AUTHORIZATION).ok_or(JwtError::Missing)?;
-    let value = value.to_str().map_err(|_| JwtError::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(JwtError::Missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(JwtError::Missing);
-    }
-    match token.trim_matches(' ') {
-        "" => Err(JwtError::Missing),
-        token => Ok(token),
     }
 }
 

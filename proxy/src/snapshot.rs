@@ -31,8 +31,6 @@ use crate::router::Router;
 pub struct Snapshot {
     pub router: Router,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
-    /// Every API key, by hash (shared by the routes' auth filters).
-    pub consumers: Arc<ConsumerIndex>,
     /// One verifier per JWT provider (kept across configs while a provider is unchanged).
     pub jwt: JwtProviders,
     /// Filter chains by route name: the next build takes long-lived state over from here.
@@ -99,7 +97,6 @@ impl Snapshot {
         Self {
             router,
             clusters,
-            consumers,
             jwt,
             route_filters,
             resources,

@@ -66,7 +66,6 @@ pub struct AlgorithmSet(u16);
 
 impl AlgorithmSet {
     pub const EMPTY: Self = Self(0);
-    pub const HMAC: Self = Self::of(&[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
     pub const RSA: Self = Self::of(&[
         Algorithm::RS256,
         Algorithm::RS384,

@@ -1,6 +1,5 @@
 //! The validation table (inline JWKS), provider spec validation, and the small helpers.
 
-use http::HeaderMap;
 use jsonwebtoken::{Algorithm as Alg, EncodingKey};
 use serde_json::{Value, json};
 
@@ -396,7 +395,6 @@ fn subject_scopes_and_expiry_are_extracted() {
             verified.expires_at,
             Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at(3600) as u64))
         );
-        assert!(verified.has_scopes(&["write"]) && !verified.has_scopes(&["admin"]));
 
         let from_array = with(without(claims(), "scope"), "scopes", json!(["a", "b"]));
         let token = sign(Alg::HS256, TestKey::Hmac, Some("hmac"), &from_array);
@@ -416,7 +414,7 @@ fn subject_scopes_and_expiry_are_extracted() {
 }
 
 #[test]
-fn errors_are_401_and_never_echo_the_token() {
+fn errors_never_echo_the_token() {
     let full = full_provider();
     block_on(async {
         let token = sign(
@@ -426,7 +424,6 @@ fn errors_are_401_and_never_echo_the_token() {
             &with(claims(), "iss", json!("https://secret-issuer/")),
         );
         let error = full.verify(&token, now()).await.unwrap_err();
-        assert_eq!(error.status(), http::StatusCode::UNAUTHORIZED);
         let text = error.to_string();
         assert!(
             !text.contains("secret") && !text.contains(&token[..10]),
@@ -434,26 +431,6 @@ fn errors_are_401_and_never_echo_the_token() {
         );
         assert_eq!(error.to_string(), error.reason());
     });
-}
-
-#[test]
-fn bearer_token_is_read_from_authorization() {
-    let headers = |value: &str| {
-        let mut map = HeaderMap::new();
-        map.insert(http::header::AUTHORIZATION, value.parse().unwrap());
-        map
-    };
-    assert_eq!(
-        bearer_token(&headers("Bearer abc.def.ghi")),
-        Ok("abc.def.ghi")
-    );
-    assert_eq!(bearer_token(&headers("bearer  tok")), Ok("tok"));
-    assert_eq!(
-        bearer_token(&headers("Basic dXNlcg==")),
-        Err(JwtError::Missing)
-    );
-    assert_eq!(bearer_token(&headers("Bearer ")), Err(JwtError::Missing));
-    assert_eq!(bearer_token(&HeaderMap::new()), Err(JwtError::Missing));
 }
 
 #[test]

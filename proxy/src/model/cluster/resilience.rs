@@ -67,15 +67,6 @@ pub struct CircuitBreakerSpec {
     pub max_requests: Option<u32>,
 }
 
-impl CircuitBreakerSpec {
-    /// Whether any limit is set.
-    pub fn is_limited(&self) -> bool {
-        self.max_connections.is_some()
-            || self.max_pending_requests.is_some()
-            || self.max_requests.is_some()
-    }
-}
-
 impl TryFrom<Option<&v1::HashOn>> for HashOn {
     type Error = ClusterError;
 
@@ -197,7 +188,11 @@ mod tests {
         let outlier = OutlierSpec::from(&v1::OutlierDetection::default());
         assert_eq!(outlier.consecutive_5xx, 5);
         assert_eq!(outlier.max_ejection_percent, 0);
-        assert!(!CircuitBreakerSpec::from(&v1::CircuitBreaker::default()).is_limited());
+        assert_eq!(
+            CircuitBreakerSpec::from(&v1::CircuitBreaker::default()),
+            CircuitBreakerSpec::default(),
+            "no limit set"
+        );
     }
 
     #[test]
