@@ -9,7 +9,8 @@
 //! - [`resources`]: the CRUD logic shared by every kind; [`clusters`], [`routes`],
 //!   [`consumers`], [`jwt_providers`], [`quotas`]: one module of handlers per kind;
 //!   [`keys`]: consumers' API keys.
-//! - [`proxies`], [`health`], [`revisions`]: fleet, endpoint health and history.
+//! - [`proxies`], [`health`], [`usage`], [`revisions`]: fleet, endpoint health, usage from
+//!   proxy reports, and history.
 //! - [`system`]: health, metrics, OpenAPI; [`openapi`]: the document.
 //! - [`auth`]: bearer-token check; [`publish`]: writes answered once streamed;
 //!   [`problem`]: the error type.
@@ -29,6 +30,7 @@ pub mod resources;
 pub mod revisions;
 pub mod routes;
 pub mod system;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -95,6 +97,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/proxies", get(proxies::list))
         .route("/api/v1/health", get(health::get))
+        .route("/api/v1/usage", get(usage::get))
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))

@@ -8,6 +8,9 @@ use clap::Parser;
 /// How long a disconnected proxy stays in the fleet view by default.
 pub const DEFAULT_PROXY_TTL: Duration = Duration::from_secs(3600);
 
+/// How long per-minute usage is kept by default.
+pub const DEFAULT_USAGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Flags and environment of the `control-plane` binary.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "control-plane", version, about = "Switchyard control plane")]
@@ -40,6 +43,11 @@ pub struct Config {
     /// Default: 4 per CPU.
     #[arg(long, env = "FIRST_SYNC_BUDGET_MIB", value_parser = clap::value_parser!(u32).range(1..))]
     pub first_sync_budget_mib: Option<u32>,
+    /// How long the per-minute usage of proxy reports is kept (a humantime duration of at
+    /// least a minute: `90m`, `7d`); older minutes are pruned every minute, and
+    /// `GET /api/v1/usage` cannot look back further.
+    #[arg(long, env = "USAGE_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub usage_retention: Duration,
 }
 
 /// A setting that cannot work.
@@ -91,6 +99,17 @@ fn parse_ttl(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// A humantime duration of at least a minute (the granularity of stored usage).
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(retention) if retention < Duration::from_secs(60) => {
+            Err("must be at least 1m".to_owned())
+        }
+        Ok(retention) => Ok(retention),
+        Err(error) => Err(format!("{error} (e.g. 90m, 24h, 7d)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +128,24 @@ mod tests {
         for bad in ["0s", "soon", "-1h"] {
             let error = parse(&[&format!("--proxy-ttl={bad}")]).unwrap_err();
             assert!(error.to_string().contains("--proxy-ttl"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn usage_retention_is_at_least_a_minute() {
+        assert_eq!(parse(&[]).unwrap().usage_retention, DEFAULT_USAGE_RETENTION);
+        let config = parse(&["--usage-retention", "36h"]).unwrap();
+        assert_eq!(config.usage_retention, Duration::from_secs(36 * 3600));
+        assert_eq!(
+            parse(&["--usage-retention=1m"]).unwrap().usage_retention,
+            Duration::from_secs(60)
+        );
+        for bad in ["30s", "0", "forever", "-7d", ""] {
+            let error = parse(&[&format!("--usage-retention={bad}")]).unwrap_err();
+            assert!(
+                error.to_string().contains("--usage-retention"),
+                "{bad}: {error}"
+            );
         }
     }
 

@@ -6,16 +6,18 @@
 //! - [`api`]: the REST admin API (axum), one file per resource, problem+json errors, OpenAPI.
 //! - [`model`]: validated domain types and the references between resources; REST JSON → model
 //!   with every invalid field named.
-//! - [`store`]: SQLite / PostgreSQL persistence, revisions and history.
+//! - [`store`]: SQLite / PostgreSQL persistence, revisions and history; proxy usage per
+//!   minute, stored exactly once per report batch.
 //! - [`snapshot`]: the xDS view of the config, rebuilt incrementally (debounced) after commits:
 //!   model → proto conversion, each resource encoded once, the diff and the update from one
 //!   snapshot to the next (encoded once for every stream).
 //! - [`xds`]: the Delta ADS server: per-stream sessions (subscriptions, nonces, ACK / NACK),
 //!   gRPC framing, the first-sync limit.
 //! - [`fleet`]: what the control plane knows of each proxy (connection, ACKed revision, NACKs).
-//! - [`reports`]: the report stream from proxies and the fleet-wide endpoint health view.
+//! - [`reports`]: the report stream from proxies (health into the fleet-wide view, usage into
+//!   the store, acknowledged) and the pruning of old usage.
 //! - [`metrics`]: Prometheus counters.
-//! - [`timestamp`]: how times are written (RFC 3339).
+//! - [`timestamp`]: how times are written and read (RFC 3339), and usage minutes.
 //! - [`credentials`]: bearer tokens (admin API, proxy bootstrap token).
 //! - [`server`]: process wiring: bind, serve, shut down gracefully.
 //! - [`exit`]: the binary's exit codes (sysexits).

@@ -1,12 +1,14 @@
 //! Control-plane metrics in the Prometheus text format: config streams, responses pushed
 //! (count, resources, bytes), ACKs and NACKs, connected proxies from the fleet registry, and
-//! report streams (messages, health states received and dropped).
+//! report streams (messages, health states received and dropped) and the usage they carry
+//! (batches stored and resent, counters stored and refused, requests the proxies dropped).
 //! Plain atomics: recorded from every stream task without a lock.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::fleet::Fleet;
+use crate::store::UsageRecorded;
 
 /// Counters of the xDS and report servers.
 #[derive(Debug, Default)]
@@ -24,6 +26,12 @@ pub struct Metrics {
     report_health_snapshots: AtomicU64,
     report_health_states: AtomicU64,
     report_health_dropped: AtomicU64,
+    usage_batches: AtomicU64,
+    usage_batches_duplicate: AtomicU64,
+    usage_counters: AtomicU64,
+    usage_counters_invalid: AtomicU64,
+    usage_dropped_requests: AtomicU64,
+    usage_write_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -79,6 +87,23 @@ impl Metrics {
     /// `count` reported endpoint states were dropped (per-node cap, oversized names).
     pub fn report_health_dropped(&self, count: usize) {
         self.report_health_dropped.fetch_add(count as u64, Relaxed);
+    }
+
+    /// A report's usage was committed.
+    pub fn usage_recorded(&self, recorded: &UsageRecorded) {
+        self.usage_batches.fetch_add(recorded.batches, Relaxed);
+        self.usage_batches_duplicate
+            .fetch_add(recorded.duplicates, Relaxed);
+        self.usage_counters.fetch_add(recorded.counters, Relaxed);
+        self.usage_counters_invalid
+            .fetch_add(recorded.invalid, Relaxed);
+        self.usage_dropped_requests
+            .fetch_add(recorded.dropped_requests, Relaxed);
+    }
+
+    /// A report's usage could not be written (the proxy resends it).
+    pub fn usage_write_failed(&self) {
+        self.usage_write_failures.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -173,6 +198,42 @@ impl Metrics {
             "counter",
             "Endpoint health states dropped: over the per-node cap or with oversized names.",
             self.report_health_dropped.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_batches_total",
+            "counter",
+            "Usage batches stored.",
+            self.usage_batches.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_batches_duplicate_total",
+            "counter",
+            "Usage batches skipped as already stored (resent after a lost acknowledgement).",
+            self.usage_batches_duplicate.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_counters_total",
+            "counter",
+            "Usage counters stored.",
+            self.usage_counters.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_counters_invalid_total",
+            "counter",
+            "Usage counters skipped as invalid (status class, minute, name length, histogram).",
+            self.usage_counters_invalid.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_dropped_requests_total",
+            "counter",
+            "Requests proxies could not count: their usage buffer was full while the control plane was away.",
+            self.usage_dropped_requests.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_write_failures_total",
+            "counter",
+            "Report messages whose usage could not be written (the proxy resends it).",
+            self.usage_write_failures.load(Relaxed),
         );
         out
     }

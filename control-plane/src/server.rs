@@ -1,6 +1,6 @@
 //! Process wiring: opens the store, binds the admin and xDS listeners, runs the snapshot
-//! builder, the REST API and the gRPC server (ADS and report streams) until shutdown, then
-//! stops them in order.
+//! builder, the usage pruning, the REST API and the gRPC server (ADS and report streams) until
+//! shutdown, then stops them in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::credentials;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::reports::{HealthView, ReportServer};
+use crate::reports::{self, HealthView, ReportServer};
 use crate::snapshot::{self, Snapshot};
 use crate::store::{Store, StoreError};
 use crate::xds::{AdsServer, FirstSyncLimit, first_sync};
@@ -64,6 +64,7 @@ pub struct ControlPlane {
     proxy_token_sha256: Option<credentials::TokenDigest>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     first_sync: FirstSyncLimit,
+    usage_retention: Duration,
 }
 
 impl ControlPlane {
@@ -97,6 +98,7 @@ impl ControlPlane {
                     * (1 << 20),
                 first_sync::DEFAULT_HOLD,
             ),
+            usage_retention: config.usage_retention,
         })
     }
 
@@ -134,7 +136,12 @@ impl ControlPlane {
     /// waits (bounded) for in-flight work.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reports = ReportServer::new(self.health.clone(), self.metrics.clone(), stop_rx.clone());
+        let reports = ReportServer::new(
+            self.store.clone(),
+            self.health.clone(),
+            self.metrics.clone(),
+            stop_rx.clone(),
+        );
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -156,6 +163,11 @@ impl ControlPlane {
             let stopped = stopped();
             async move { fleet.expire(stopped).await }
         });
+        let retention = tokio::spawn(reports::retention::prune_usage(
+            self.store.clone(),
+            self.usage_retention,
+            stopped(),
+        ));
         let builder = tokio::spawn(snapshot::run_builder(
             self.store.clone(),
             self.snapshots,
@@ -204,6 +216,7 @@ impl ControlPlane {
             let _ = builder.await;
             let _ = replicas.await;
             let _ = expiry.await;
+            let _ = retention.await;
             (xds.await, admin.await)
         })
         .await;

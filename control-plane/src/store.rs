@@ -8,18 +8,22 @@
 //! The store knows nothing about resource fields: specs are JSON validated by `model`, and
 //! references between resources are passed in explicitly (as [`Reference`]s, which validation
 //! returns) so the store can enforce them inside the write transaction.
+//!
+//! Usage reported by proxies ([`usage`]) lives beside the config, outside revisions: counters
+//! per minute, written exactly once per proxy batch, summed fleet-wide on read, pruned by age.
 
 mod error;
 mod history;
 mod keys;
 mod replicas;
 mod schema;
+pub mod usage;
 mod writes;
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, watch};
 
 use crate::model::{Kind, Reference};
@@ -27,6 +31,7 @@ use crate::model::{Kind, Reference};
 pub use error::StoreError;
 pub use history::{ChangeSummary, ResourceChange, Revision};
 pub use keys::ApiKey;
+pub use usage::{UsageBatch, UsageBy, UsageCounter, UsageItem, UsageRecorded};
 
 /// A stored resource: its validated spec plus server-set fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -332,6 +337,35 @@ impl Store {
         history::changes_since(&self.pool, after, upto).await
     }
 
+    /// Stores the usage `batches` of proxy process `instance_id` (on node `node_id`) in one
+    /// transaction, each batch exactly once: `batches` come oldest first, and one at or below
+    /// the instance's stored sequence (or a previous batch of the call) is skipped as already
+    /// counted; invalid counters are skipped and counted.
+    /// Returns the acknowledgement (the instance's highest stored sequence) and what was done.
+    pub async fn record_usage(
+        &self,
+        node_id: &str,
+        instance_id: &str,
+        batches: Vec<UsageBatch>,
+    ) -> Result<UsageRecorded, StoreError> {
+        usage::record(&self.pool, self.backend, node_id, instance_id, batches).await
+    }
+
+    /// Fleet-wide usage per route or consumer over the minutes that start at or after
+    /// `since_minute_unix_s`, ordered by key.
+    pub async fn usage(
+        &self,
+        by: UsageBy,
+        since_minute_unix_s: i64,
+    ) -> Result<Vec<UsageItem>, StoreError> {
+        usage::query(&self.pool, by, since_minute_unix_s).await
+    }
+
+    /// Deletes the usage of minutes before `before_minute_unix_s`; returns the rows deleted.
+    pub async fn prune_usage(&self, before_minute_unix_s: i64) -> Result<u64, StoreError> {
+        usage::prune(&self.pool, before_minute_unix_s).await
+    }
+
     /// Restores the config of revision `number` as a new revision by `actor`.
     pub async fn rollback(&self, number: i64, actor: &str) -> Result<Revision, StoreError> {
         let _serialised = self.write_lock.lock().await;
@@ -340,6 +374,25 @@ impl Store {
             .send_if_modified(|head| raise(head, revision.number));
         Ok(revision)
     }
+}
+
+/// Begins a write transaction. SQLite takes its write lock up front (a deferred transaction
+/// that reads first can fail to upgrade without waiting); PostgreSQL writers lock rows.
+async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<Transaction<'static, Any>, StoreError> {
+    Ok(match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    })
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Raises the head to `number` if that is newer; whether it changed.

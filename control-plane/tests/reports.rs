@@ -2,22 +2,19 @@
 //! the view is in memory and the same on every backend), tonic's generated client playing
 //! proxies, and `GET /api/v1/health` read over HTTP on the bound admin address.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_control_plane::config::Config;
 use switchyard_control_plane::server::ControlPlane;
-use switchyard_proto::v1::report_service_client::ReportServiceClient;
-use switchyard_proto::v1::{
-    HealthTransition, QuotaConsumption, ReportRequest, ReportResponse, UsageCounter,
-};
+use switchyard_proto::v1::{HealthTransition, QuotaConsumption, ReportRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
+use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(5);
+use support::report_stream::{ReportStream, WAIT};
 
 struct Harness {
     admin: SocketAddr,
@@ -47,6 +44,7 @@ async fn start_with(admin_token: Option<&str>) -> Harness {
         proxy_token: None,
         first_sync_budget_mib: None,
         proxy_ttl: switchyard_control_plane::config::DEFAULT_PROXY_TTL,
+        usage_retention: switchyard_control_plane::config::DEFAULT_USAGE_RETENTION,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -108,46 +106,6 @@ impl Harness {
 }
 
 /// A fake proxy's end of one report stream.
-struct Reporter {
-    tx: mpsc::Sender<ReportRequest>,
-    rx: Streaming<ReportResponse>,
-}
-
-impl Reporter {
-    async fn open(url: &str) -> Reporter {
-        let mut client = ReportServiceClient::connect(url.to_owned()).await.unwrap();
-        let (tx, requests) = mpsc::channel(16);
-        let rx = client
-            .stream_reports(ReceiverStream::new(requests))
-            .await
-            .unwrap()
-            .into_inner();
-        Reporter { tx, rx }
-    }
-
-    async fn send(&self, request: ReportRequest) {
-        self.tx.send(request).await.unwrap();
-    }
-
-    async fn snapshot(&self, node_id: &str, health: Vec<HealthTransition>) {
-        self.send(ReportRequest {
-            node_id: node_id.to_owned(),
-            health_snapshot: true,
-            health,
-            ..Default::default()
-        })
-        .await;
-    }
-
-    async fn transitions(&self, health: Vec<HealthTransition>) {
-        self.send(ReportRequest {
-            health,
-            ..Default::default()
-        })
-        .await;
-    }
-}
-
 fn state(cluster: &str, endpoint: &str, healthy: bool, at_unix_ms: u64) -> HealthTransition {
     HealthTransition {
         cluster: cluster.to_owned(),
@@ -198,8 +156,8 @@ async fn two_proxies_snapshots_transitions_and_disconnect() {
     let h = start().await;
     assert_eq!(h.health("").await, json!({"clusters": []}));
 
-    let p1 = Reporter::open(&h.xds_url).await;
-    let mut p2 = Reporter::open(&h.xds_url).await;
+    let p1 = ReportStream::open(&h.xds_url).await;
+    let mut p2 = ReportStream::open(&h.xds_url).await;
     p1.snapshot(
         "p1",
         vec![
@@ -232,15 +190,9 @@ async fn two_proxies_snapshots_transitions_and_disconnect() {
     assert_eq!(web[0]["last_change"], "2024-01-01T00:00:02.000Z");
     assert_eq!(web[1]["last_change"], "2024-01-01T00:00:03.000Z");
 
-    // Transitions only; usage and quota are accepted and ignored.
+    // Transitions only; quota consumption is accepted and ignored (usage: tests/usage.rs).
     p1.send(ReportRequest {
         health: vec![state("web", "127.0.0.1:9002", false, t(10))],
-        usage: vec![UsageCounter {
-            route: "r".into(),
-            requests: 5,
-            status_class: 2,
-            ..Default::default()
-        }],
         quota: vec![QuotaConsumption {
             quota: "q".into(),
             consumer: "c".into(),
@@ -315,13 +267,13 @@ async fn two_proxies_snapshots_transitions_and_disconnect() {
 #[tokio::test]
 async fn a_reconnecting_proxy_keeps_its_new_view_when_the_old_stream_closes() {
     let h = start().await;
-    let old = Reporter::open(&h.xds_url).await;
+    let old = ReportStream::open(&h.xds_url).await;
     old.snapshot("p1", vec![state("web", "a:1", true, t(1))])
         .await;
     h.wait_health("old stream counted", |v| is(v, "web", "a:1", 1, &[]))
         .await;
 
-    let new = Reporter::open(&h.xds_url).await;
+    let new = ReportStream::open(&h.xds_url).await;
     new.snapshot("p1", vec![state("web", "a:1", false, t(2))])
         .await;
     h.wait_health("new stream replaces", |v| is(v, "web", "a:1", 0, &["p1"]))
@@ -340,7 +292,7 @@ async fn a_reconnecting_proxy_keeps_its_new_view_when_the_old_stream_closes() {
 #[tokio::test]
 async fn a_first_message_without_node_id_is_refused() {
     let h = start().await;
-    let mut reporter = Reporter::open(&h.xds_url).await;
+    let mut reporter = ReportStream::open(&h.xds_url).await;
     reporter
         .send(ReportRequest {
             health_snapshot: true,
@@ -348,29 +300,23 @@ async fn a_first_message_without_node_id_is_refused() {
             ..Default::default()
         })
         .await;
-    let status = tokio::time::timeout(WAIT, reporter.rx.message())
-        .await
-        .expect("an answer in time")
-        .expect_err("the stream is refused");
+    let status = reporter.refusal().await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("node_id"), "{status:?}");
     assert_eq!(h.health("").await, json!({"clusters": []}));
 
     // A node id that changes on an open stream is refused too.
-    let mut reporter = Reporter::open(&h.xds_url).await;
+    let mut reporter = ReportStream::open(&h.xds_url).await;
     reporter.snapshot("p1", vec![]).await;
     reporter.snapshot("p2", vec![]).await;
-    let status = tokio::time::timeout(WAIT, reporter.rx.message())
-        .await
-        .expect("an answer in time")
-        .expect_err("the stream is refused");
+    let status = reporter.refusal().await;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 }
 
 #[tokio::test]
 async fn shutdown_ends_open_report_streams() {
     let mut h = start().await;
-    let mut reporter = Reporter::open(&h.xds_url).await;
+    let mut reporter = ReportStream::open(&h.xds_url).await;
     reporter
         .snapshot("p1", vec![state("web", "a:1", true, t(1))])
         .await;

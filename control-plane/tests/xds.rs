@@ -46,6 +46,7 @@ async fn start_with_proxy_token(store_url: String, proxy_token: Option<&str>) ->
         proxy_token: proxy_token.map(str::to_owned),
         first_sync_budget_mib: None,
         proxy_ttl: switchyard_control_plane::config::DEFAULT_PROXY_TTL,
+        usage_retention: switchyard_control_plane::config::DEFAULT_USAGE_RETENTION,
     };
     let cp = ControlPlane::bind(&config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

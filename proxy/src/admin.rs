@@ -35,6 +35,7 @@ pub async fn handle(shared: Arc<ControlState>, request: Request<Incoming>) -> Re
         "/config_dump" => json_response(StatusCode::OK, &config_dump(&shared)),
         "/metrics" => {
             let mut text = crate::metrics::render(&shared.traffic, &shared.metrics);
+            crate::metrics::render_usage(&mut text, &shared.route_usage, &shared.report_usage);
             crate::metrics::render_clusters(&mut text, &shared.snapshot.load());
             let mut response = Response::new(full(text));
             response.headers_mut().insert(

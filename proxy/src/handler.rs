@@ -28,27 +28,36 @@ use crate::path_normalize;
 use crate::router::{CompiledRoute, Router};
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::upstream::exchange;
+use crate::usage::UsageSink;
+use crate::usage::meter::{Attribution, Metered};
 
-/// All a traffic worker holds: where to load the snapshot from, and its own counters.
+/// All a traffic worker holds: where to load the snapshot from, its own counters, and where
+/// its usage flushes go.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     pub snapshot: Arc<SnapshotCell>,
     pub metrics: Arc<TrafficMetrics>,
+    pub usage: UsageSink,
 }
 
-/// Serves one client request; never fails (errors become responses).
+/// Serves one client request; never fails (errors become responses). The response body is
+/// metered: it records the request's usage when it ends.
 pub async fn handle(
     worker: &WorkerHandle,
     client: &ClientInfo,
     request: Request<Incoming>,
-) -> Response<ProxyBody> {
+) -> Response<Metered> {
     let started = Instant::now();
     let request_id = forwarding::request_id(request.headers());
     let method = request.method().clone();
     // `Uri` clones share their bytes: no allocation for the access log.
     let uri = request.uri().clone();
-    let mut consumer = None;
-    let mut response = match dispatch(worker, client, request, &request_id, &mut consumer).await {
+    let mut attribution = Attribution {
+        bytes_in: declared_length(request.headers()),
+        ..Attribution::default()
+    };
+    let dispatched = dispatch(worker, client, request, &request_id, &mut attribution).await;
+    let mut response = match dispatched {
         Ok(response) => response,
         Err(error) => error_response(&worker.metrics, &error, &request_id),
     };
@@ -68,11 +77,21 @@ pub async fn handle(
         %method,
         path = uri.path(),
         status,
-        consumer = consumer.as_deref(),
+        consumer = attribution.consumer.as_deref(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    response
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    response.map(|body| Metered::new(body, attribution, status, latency_us))
+}
+
+/// The request's `content-length`, or 0.
+fn declared_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn dispatch(
@@ -80,7 +99,7 @@ async fn dispatch(
     client: &ClientInfo,
     mut request: Request<Incoming>,
     request_id: &HeaderValue,
-    consumer: &mut Option<Arc<str>>,
+    attribution: &mut Attribution,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // `x-consumer` is the proxy's word on who called: never the client's.
     request.headers_mut().remove(&X_CONSUMER);
@@ -93,6 +112,7 @@ async fn dispatch(
         Some(route) => route,
         None => preflight_route(&snapshot.router, &request).ok_or(ProxyError::NoRoute)?,
     };
+    attribution.route = Some(Arc::clone(&route.spec));
     if escaped_slash && !route.spec.allow_encoded_slashes {
         return Err(ProxyError::BadPath(
             "escaped '/' or '\\' in the request path (the route does not allow encoded slashes)",
@@ -115,7 +135,7 @@ async fn dispatch(
     };
     filters.decorate(response.headers_mut(), &state);
     filters.log(response.status(), &ctx, &state);
-    *consumer = ctx.identity.map(|identity| Arc::clone(&identity.name));
+    attribution.consumer = ctx.identity.map(|identity| Arc::clone(&identity.name));
     Ok(response)
 }
 

@@ -38,7 +38,11 @@
 //! - [`endpoint`]: the bottom layer — per-endpoint state, connection pool, latency EWMA; it
 //!   imports nothing above it.
 //! - [`health`]: the active health-check loop (the supervisor runs one per cluster).
-//! - [`reporter`]: endpoint health reports to the control plane (background task).
+//! - [`usage`]: per-worker usage counters (route, consumer, status class: requests, bytes, a
+//!   log-bucket latency histogram), recorded by the metered response body into a thread-local
+//!   table and flushed to the reporter once a second.
+//! - [`reporter`]: the report stream — endpoint health, and usage batches held (bounded) until
+//!   the control plane acknowledges them.
 //! - [`error`]: request-path errors (status, who failed, retryable).
 //! - [`admin`]: `/ready`, `/config_dump`, `/metrics` ([`metrics`]).
 //! - [`state`]: what the control-side tasks share.
@@ -78,6 +82,7 @@ pub mod snapshot;
 pub(crate) mod state;
 pub(crate) mod supervisor;
 pub(crate) mod upstream;
+pub mod usage;
 pub(crate) mod workers;
 pub mod xds_client;
 
@@ -186,7 +191,12 @@ impl Proxy {
         let (supervisor_stop_tx, supervisor_stop_rx) = watch::channel(false);
         let supervisor = tokio::spawn(supervisor::run(Arc::clone(&cell), supervisor_stop_rx));
         let xds = tokio::spawn(xds_client::run(Arc::clone(&shared)));
-        let reporter = tokio::spawn(reporter::run(Arc::clone(&shared), report_stop_rx));
+        let (usage_sink, usage_flushes) = tokio::sync::mpsc::channel(usage::SINK_CAPACITY);
+        let reporter = tokio::spawn(reporter::run(
+            Arc::clone(&shared),
+            usage_flushes,
+            report_stop_rx,
+        ));
 
         let admin_shared = Arc::clone(&shared);
         let admin = tokio::spawn(server::serve(
@@ -201,6 +211,7 @@ impl Proxy {
             let handle = handler::WorkerHandle {
                 snapshot: Arc::clone(&cell),
                 metrics: Arc::clone(&shared.traffic[index]),
+                usage: usage_sink.clone(),
             };
             let worker = workers::Worker::spawn(
                 index,

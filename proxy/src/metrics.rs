@@ -6,10 +6,13 @@
 //! Per-cluster counters live in each cluster's [`crate::cluster::ClusterStats`] and are
 //! rendered from the snapshot ([`render_clusters`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use switchyard_proto::v1;
 
 use crate::cluster::ClusterRuntime;
 
@@ -147,6 +150,126 @@ pub fn render(workers: &[Arc<TrafficMetrics>], control: &ControlMetrics) -> Stri
          switchyard_proxy_control_plane_connected {connected}"
     );
     out
+}
+
+/// Per-route request counters and latency histograms, fed by the workers' usage flushes (on
+/// the control runtime, once a second; never by the request path).
+#[derive(Debug, Default)]
+pub struct RouteUsage {
+    routes: Mutex<BTreeMap<String, RouteCounts>>,
+}
+
+#[derive(Debug, Default)]
+struct RouteCounts {
+    by_class: [u64; 5],
+    /// Per `BUCKETS` upper bound, then `+Inf` (not cumulative).
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_us: u64,
+}
+
+impl RouteUsage {
+    /// Adds the counters of one flush. A log bucket goes to the first Prometheus bucket at or
+    /// above its upper bound (so `le` counts hold only requests that fast; a few near a
+    /// boundary land one bucket up: the log buckets are within 12.5 %).
+    pub fn add(&self, counters: &[v1::UsageCounter]) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for counter in counters {
+            let counts = match routes.get_mut(&counter.route) {
+                Some(counts) => counts,
+                None => routes.entry(counter.route.clone()).or_default(),
+            };
+            let class = (counter.status_class as usize).clamp(1, 5) - 1;
+            counts.by_class[class] += counter.requests;
+            counts.sum_us += counter.latency_sum_us;
+            for (bound_us, count) in counter
+                .latency_bounds_us
+                .iter()
+                .zip(&counter.latency_buckets)
+            {
+                let seconds = *bound_us as f64 / 1e6;
+                let bucket = BUCKETS
+                    .iter()
+                    .position(|le| seconds <= *le)
+                    .unwrap_or(BUCKETS.len());
+                counts.buckets[bucket] += count;
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP switchyard_proxy_route_requests_total Requests answered, by route and status class.\n");
+        out.push_str("# TYPE switchyard_proxy_route_requests_total counter\n");
+        for (route, counts) in routes.iter() {
+            for (class, count) in CLASSES.iter().zip(counts.by_class) {
+                let _ = writeln!(
+                    out,
+                    "switchyard_proxy_route_requests_total{{route=\"{route}\",code_class=\"{class}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP switchyard_proxy_route_request_duration_seconds Time to response headers, by route.\n");
+        out.push_str("# TYPE switchyard_proxy_route_request_duration_seconds histogram\n");
+        for (route, counts) in routes.iter() {
+            let mut cumulative = 0;
+            for (index, count) in counts.buckets.iter().enumerate() {
+                cumulative += count;
+                let bound = BUCKETS
+                    .get(index)
+                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "switchyard_proxy_route_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let sum = counts.sum_us as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "switchyard_proxy_route_request_duration_seconds_sum{{route=\"{route}\"}} {sum}\n\
+                 switchyard_proxy_route_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
+            );
+        }
+    }
+}
+
+/// The usage report queue's state, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReportUsage {
+    dropped_requests: AtomicU64,
+    batches_pending: AtomicU64,
+}
+
+impl ReportUsage {
+    /// Requests dropped so far (memory bound reached while the control plane was away).
+    pub fn dropped(&self, total: u64) {
+        self.dropped_requests.store(total, Ordering::Relaxed);
+    }
+
+    /// Usage batches waiting for the control plane's acknowledgement.
+    pub fn pending(&self, batches: usize) {
+        self.batches_pending
+            .store(batches as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let dropped = self.dropped_requests.load(Ordering::Relaxed);
+        let pending = self.batches_pending.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_proxy_usage_dropped_requests_total Requests left out of usage reports (memory bound reached while the control plane was away).\n\
+             # TYPE switchyard_proxy_usage_dropped_requests_total counter\n\
+             switchyard_proxy_usage_dropped_requests_total {dropped}\n\
+             # HELP switchyard_proxy_usage_batches_pending Usage batches not yet acknowledged by the control plane.\n\
+             # TYPE switchyard_proxy_usage_batches_pending gauge\n\
+             switchyard_proxy_usage_batches_pending {pending}"
+        );
+    }
+}
+
+/// The route and usage-report metrics, appended to `out`.
+pub fn render_usage(out: &mut String, routes: &RouteUsage, reports: &ReportUsage) {
+    routes.render(out);
+    reports.render(out);
 }
 
 /// Per-cluster gauges and counters: endpoints (configured, healthy), upstream connections

@@ -8,8 +8,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,11 +18,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::ProxyBody;
+use crate::body::BoxError;
 use crate::forwarding::ClientInfo;
 
 /// Serves `listener` until `stop` turns true (or its sender is dropped), then drains.
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     name: &'static str,
     listener: TcpListener,
     handler: H,
@@ -29,7 +30,9 @@ pub async fn serve<H, F>(
     drain_timeout: Duration,
 ) where
     H: Fn(Request<Incoming>, Arc<ClientInfo>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());

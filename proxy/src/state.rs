@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tonic::metadata::{Ascii, MetadataValue};
 
-use crate::metrics::{ControlMetrics, TrafficMetrics};
+use crate::metrics::{ControlMetrics, ReportUsage, RouteUsage, TrafficMetrics};
 use crate::snapshot::{BuildOptions, SnapshotCell};
 
 /// Shared by the control-side tasks of one proxy.
@@ -22,6 +22,10 @@ pub struct ControlState {
     pub metrics: ControlMetrics,
     /// Each traffic worker's counters (read here for `/metrics`; written by the worker).
     pub traffic: Box<[Arc<TrafficMetrics>]>,
+    /// Per-route counters from the workers' usage flushes.
+    pub route_usage: RouteUsage,
+    /// The usage report queue's state.
+    pub report_usage: ReportUsage,
     pub node_id: String,
     pub labels: BTreeMap<String, String>,
     pub control_planes: Vec<String>,
@@ -65,6 +69,8 @@ impl ControlState {
             },
             metrics: ControlMetrics::default(),
             traffic: (0..workers.max(1)).map(|_| Arc::default()).collect(),
+            route_usage: RouteUsage::default(),
+            report_usage: ReportUsage::default(),
             node_id,
             labels,
             control_planes,

@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 use crate::endpoint::pool;
 use crate::forwarding::ClientInfo;
 use crate::handler::{self, WorkerHandle};
-use crate::server;
+use crate::{server, usage};
 
 /// A running worker; [`Worker::join`] waits until it has drained and stopped.
 #[derive(Debug)]
@@ -48,12 +48,17 @@ impl Worker {
                             return;
                         }
                     };
+                    let flusher = tokio::spawn(usage::flush_every_second(handle.usage.clone()));
+                    let sink = handle.usage.clone();
                     let handle = Arc::new(handle);
                     let handler = move |request, client: Arc<ClientInfo>| {
                         let handle = Arc::clone(&handle);
                         async move { handler::handle(&handle, &client, request).await }
                     };
                     server::serve("proxy", listener, handler, stop, drain_timeout).await;
+                    // Drained: what the last requests counted goes out before the reports stop.
+                    flusher.abort();
+                    usage::flush(&sink, &mut 0);
                 });
                 // Upstream connection tasks of this worker end with its runtime.
                 drop(runtime);

@@ -72,6 +72,20 @@ async fn bad_flags_are_usage_errors_and_help_is_not() {
         &["--proxy-ttl"],
         "PROXY_TTL is read like the flag",
     );
+    let exit = control_plane(&["--usage-retention", "30s"], &[]).await;
+    assert_exit(
+        &exit,
+        64,
+        &["--usage-retention", "1m"],
+        "a --usage-retention under a minute",
+    );
+    let exit = control_plane(&[], &[("USAGE_RETENTION", "a week")]).await;
+    assert_exit(
+        &exit,
+        64,
+        &["--usage-retention"],
+        "USAGE_RETENTION is read like the flag",
+    );
 
     let exit = run_to_exit(&binaries().control_plane, &["--help"], &[], EXIT_WITHIN).await;
     assert_exit(&exit, 0, &["--proxy-ttl", "PROXY_TTL"], "--help");

@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
     clusters, consumers, health, jwt_providers, keys, proxies, quotas, revisions, routes, system,
+    usage,
 };
 
 /// The admin API description.
@@ -26,7 +27,7 @@ use super::{
         jwt_providers::list, jwt_providers::create, jwt_providers::read, jwt_providers::put,
         jwt_providers::delete,
         quotas::list, quotas::create, quotas::read, quotas::put, quotas::delete,
-        proxies::list, health::get,
+        proxies::list, health::get, usage::get,
         revisions::list, revisions::get, revisions::rollback,
         system::healthz, system::metrics, system::openapi,
     ),
@@ -38,7 +39,7 @@ use super::{
         (name = "consumers", description = "API callers"),
         (name = "jwt-providers", description = "JWT issuers"),
         (name = "quotas", description = "Fleet-wide budgets"),
-        (name = "fleet", description = "Connected proxies and endpoint health"),
+        (name = "fleet", description = "Connected proxies, endpoint health and usage"),
         (name = "revisions", description = "History and rollback"),
         (name = "system", description = "Health, metrics, this document"),
     )

@@ -171,6 +171,7 @@ impl From<StoreError> for Problem {
                     detail,
                 )
             }
+            StoreError::InvalidInput(message) => Problem::invalid_field("", message),
             StoreError::MissingReferences(refs) => {
                 Problem::invalid(refs.into_iter().map(unknown_reference).collect())
             }

@@ -58,6 +58,9 @@ pub enum StoreError {
     /// A revision number that does not exist.
     #[error("revision {0} not found")]
     RevisionNotFound(i64),
+    /// Input the store refuses whatever the database holds (e.g. an empty usage instance id).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The database could not be reached or timed out.
     #[error("database unavailable: {0}")]
     Unavailable(String),

@@ -79,12 +79,8 @@ async fn apply_with(
     actor: &str,
     rollback_of: Option<i64>,
 ) -> Result<Revision, StoreError> {
-    // SQLite: take the write lock up front (a deferred transaction that reads first can fail
-    // to upgrade without waiting). PostgreSQL: the advisory lock below orders writers.
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    };
+    // PostgreSQL: the advisory lock in `write` orders config writers.
+    let mut tx = super::begin_write(pool, backend).await?;
     match write(&mut tx, backend, changes, actor, rollback_of).await {
         Ok(revision) => {
             tx.commit().await?;
@@ -118,7 +114,7 @@ async fn write(
         .fetch_one(&mut **tx)
         .await?
         .try_get("next")?;
-    let now_ms = now_ms();
+    let now_ms = super::now_ms();
 
     let mut summary = SummaryColumn {
         changes: Vec::with_capacity(changes.len()),
@@ -421,10 +417,4 @@ fn summary_of(op: &str, kind: Kind, name: &str) -> ChangeSummary {
         kind: kind.plural().to_owned(),
         name: name.to_owned(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

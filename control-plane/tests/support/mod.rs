@@ -2,6 +2,8 @@
 //! in parallel without seeing each other's data.
 #![allow(dead_code)]
 
+pub mod report_stream;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use switchyard_control_plane::store::Store;
@@ -21,12 +23,15 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// A URL of a new SQLite file in the system temp dir (created on first connect).
+pub fn sqlite_url() -> String {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("switchyard_test")));
+    format!("sqlite://{}", path.display())
+}
+
 /// A store on a new SQLite file in the system temp dir.
 pub async fn sqlite_store() -> Store {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("switchyard_test")));
-    Store::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("sqlite store")
+    Store::connect(&sqlite_url()).await.expect("sqlite store")
 }
 
 /// The PostgreSQL server used by tests: `SWITCHYARD_TEST_POSTGRES` or the local default.

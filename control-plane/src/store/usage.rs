@@ -1,0 +1,439 @@
+//! Usage reported by proxies: per-minute counters by route, consumer and status class, with
+//! latency histograms, each proxy batch stored exactly once; the fleet-wide sums read back for
+//! `GET /api/v1/usage`; pruning by age.
+//!
+//! Exactly once: a batch carries a sequence number, increasing per proxy process (instance).
+//! The instance's highest stored sequence lives in `usage_instances` and advances in the
+//! transaction that adds the batch's counters, so a batch resent after a lost acknowledgement
+//! (a reconnect, a failover to another replica) is recognised and skipped. The instance row is
+//! upserted first, which locks it: two replicas handed the same batch serialise there and the
+//! second one skips it.
+//!
+//! Counters only grow, by upserts that add (`requests = requests + excluded.requests`), in key
+//! order: replicas sharing a PostgreSQL may add to the same minute at once.
+//!
+//! # Layout
+//! - [`tally`]: checks and sums one report's counters before they are written.
+//! - [`latency`]: [`LatencyHistogram`], merging and percentiles.
+//!
+//! It does not know the config: keys are stored as reported, and the usage of a deleted route
+//! stays until it ages out.
+
+mod latency;
+mod tally;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::{Backend, StoreError};
+pub use latency::LatencyHistogram;
+use tally::{CounterKey, Tally, Totals};
+pub use tally::{InvalidCounter, MAX_BUCKETS, MAX_KEY_BYTES, MAX_VALUE};
+
+/// The longest instance id accepted, in bytes.
+pub const MAX_INSTANCE_ID_BYTES: usize = 128;
+/// Rows per multi-row upsert (at most 8 parameters each: far below SQLite's and PostgreSQL's limits).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// One flush of a proxy's usage counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// Increasing per proxy instance.
+    pub sequence: u64,
+    /// The counters.
+    pub counters: Vec<UsageCounter>,
+    /// Requests the proxy could not count (its buffer was full).
+    pub dropped_requests: u64,
+}
+
+/// Requests of one route, consumer, status class and minute, as a proxy reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageCounter {
+    /// Route name.
+    pub route: String,
+    /// Consumer name, `""` for unauthenticated traffic.
+    pub consumer: String,
+    /// 1..=5 for 1xx..5xx.
+    pub status_class: u32,
+    /// Requests.
+    pub requests: u64,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Sum of the requests' latencies, µs.
+    pub latency_sum_us: u64,
+    /// Count of each bucket of `latency_bounds_us`.
+    pub latency_buckets: Vec<u64>,
+    /// Inclusive upper bounds (µs) of the non-empty latency buckets, ascending.
+    pub latency_bounds_us: Vec<u64>,
+    /// Start of the minute, Unix seconds (a multiple of 60).
+    pub minute_unix_s: u64,
+}
+
+/// What [`crate::store::Store::record_usage`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageRecorded {
+    /// Every batch of the instance up to this sequence is stored: the acknowledgement.
+    pub acked: u64,
+    /// Batches stored now.
+    pub batches: u64,
+    /// Batches skipped as already stored (resent).
+    pub duplicates: u64,
+    /// Counters stored.
+    pub counters: u64,
+    /// Counters skipped as invalid.
+    pub invalid: u64,
+    /// Why the first skipped counter was skipped.
+    pub first_invalid: Option<InvalidCounter>,
+    /// Requests the proxy could not count, summed over the batches stored now.
+    pub dropped_requests: u64,
+}
+
+/// The dimension usage is summed by (over the other one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageBy {
+    /// Per route, every consumer together.
+    Route,
+    /// Per consumer (`""`: unauthenticated), every route together.
+    Consumer,
+}
+
+impl UsageBy {
+    /// `route` or `consumer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageBy::Route => "route",
+            UsageBy::Consumer => "consumer",
+        }
+    }
+}
+
+/// The usage of one route or consumer, fleet-wide, since some minute.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageItem {
+    /// Route or consumer name.
+    pub key: String,
+    /// Requests of every status class.
+    pub requests: u64,
+    /// Requests per status class: `status[0]` is 1xx, …, `status[4]` 5xx.
+    pub status: [u64; 5],
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Sum of the requests' latencies, µs.
+    pub latency_sum_us: u64,
+    /// Latency of every request, merged across proxies and minutes.
+    pub latency: LatencyHistogram,
+}
+
+/// Stores `batches` of one proxy instance in one transaction; see the module doc.
+pub(super) async fn record(
+    pool: &AnyPool,
+    backend: Backend,
+    node_id: &str,
+    instance_id: &str,
+    batches: Vec<UsageBatch>,
+) -> Result<UsageRecorded, StoreError> {
+    if instance_id.is_empty() || instance_id.len() > MAX_INSTANCE_ID_BYTES {
+        return Err(StoreError::InvalidInput(format!(
+            "instance_id must be 1 to {MAX_INSTANCE_ID_BYTES} bytes"
+        )));
+    }
+    let mut tx = super::begin_write(pool, backend).await?;
+    match record_in(&mut tx, node_id, instance_id, batches).await {
+        Ok(recorded) => {
+            tx.commit().await?;
+            Ok(recorded)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rollback of a failed usage write failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn record_in(
+    tx: &mut Transaction<'_, Any>,
+    node_id: &str,
+    instance_id: &str,
+    batches: Vec<UsageBatch>,
+) -> Result<UsageRecorded, StoreError> {
+    // Locks the instance's row (creating it at -1, "nothing stored yet") and reads the
+    // highest sequence stored by any replica.
+    let stored: i64 = sqlx::query(
+        "INSERT INTO usage_instances (instance_id, node_id, last_sequence, updated_at_ms) \
+         VALUES ($1, $2, -1, $3) \
+         ON CONFLICT (instance_id) DO UPDATE SET node_id = excluded.node_id, \
+         updated_at_ms = excluded.updated_at_ms \
+         RETURNING last_sequence",
+    )
+    .bind(instance_id)
+    .bind(node_id)
+    .bind(super::now_ms())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("last_sequence")?;
+
+    let mut recorded = UsageRecorded::default();
+    let mut tally = Tally::default();
+    // Batches come oldest first: one at or below the newest seen so far is a repeat, whether
+    // stored before or earlier in this message.
+    let mut newest = stored;
+    for batch in batches {
+        match i64::try_from(batch.sequence) {
+            Ok(sequence) if sequence > newest => {
+                newest = newest.max(sequence);
+                recorded.batches += 1;
+                recorded.dropped_requests = recorded
+                    .dropped_requests
+                    .saturating_add(batch.dropped_requests);
+                for counter in batch.counters {
+                    tally.add(counter);
+                }
+            }
+            Ok(_) => recorded.duplicates += 1,
+            Err(_) => tally.skip(batch.counters.len(), InvalidCounter::Sequence),
+        }
+    }
+    upsert_counters(tx, &tally.counters).await?;
+    upsert_latency(tx, &tally.latency).await?;
+    if newest > stored {
+        sqlx::query("UPDATE usage_instances SET last_sequence = $1 WHERE instance_id = $2")
+            .bind(newest)
+            .bind(instance_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    recorded.acked = u64::try_from(newest).unwrap_or(0);
+    recorded.counters = tally.accepted;
+    recorded.invalid = tally.invalid;
+    recorded.first_invalid = tally.first_invalid;
+    Ok(recorded)
+}
+
+async fn upsert_counters(
+    tx: &mut Transaction<'_, Any>,
+    counters: &BTreeMap<CounterKey, Totals>,
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = counters.iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = multi_row_insert(
+            "INSERT INTO usage_counters \
+             (minute_unix_s, route, consumer, status_class, requests, bytes_in, bytes_out, \
+             latency_sum_us) VALUES ",
+            8,
+            chunk.len(),
+            " ON CONFLICT (minute_unix_s, route, consumer, status_class) DO UPDATE SET \
+             requests = usage_counters.requests + excluded.requests, \
+             bytes_in = usage_counters.bytes_in + excluded.bytes_in, \
+             bytes_out = usage_counters.bytes_out + excluded.bytes_out, \
+             latency_sum_us = usage_counters.latency_sum_us + excluded.latency_sum_us",
+        );
+        // Built from the constants above and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (key, totals) in chunk {
+            query = query
+                .bind(key.minute_unix_s)
+                .bind(key.route.as_str())
+                .bind(key.consumer.as_str())
+                .bind(key.status_class)
+                .bind(to_column(totals.requests))
+                .bind(to_column(totals.bytes_in))
+                .bind(to_column(totals.bytes_out))
+                .bind(to_column(totals.latency_sum_us));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_latency(
+    tx: &mut Transaction<'_, Any>,
+    latency: &BTreeMap<(CounterKey, i64), u64>,
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = latency.iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = multi_row_insert(
+            "INSERT INTO usage_latency \
+             (minute_unix_s, route, consumer, status_class, bound_us, count) VALUES ",
+            6,
+            chunk.len(),
+            " ON CONFLICT (minute_unix_s, route, consumer, status_class, bound_us) \
+             DO UPDATE SET count = usage_latency.count + excluded.count",
+        );
+        // Built from the constants above and numbered placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((key, bound_us), count) in chunk {
+            query = query
+                .bind(key.minute_unix_s)
+                .bind(key.route.as_str())
+                .bind(key.consumer.as_str())
+                .bind(key.status_class)
+                .bind(*bound_us)
+                .bind(to_column(**count));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `head ($1, …, $columns), (…), … tail` for `rows` rows.
+fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            let separator = if column == 0 { "" } else { ", " };
+            let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// `SELECT`s of the sums since `$1`, by the column `$by`.
+macro_rules! usage_queries {
+    ($by:literal) => {
+        (
+            concat!(
+                "SELECT ",
+                $by,
+                " AS usage_key, CAST(status_class AS BIGINT) AS status_class, ",
+                "CAST(SUM(requests) AS BIGINT) AS requests, ",
+                "CAST(SUM(bytes_in) AS BIGINT) AS bytes_in, ",
+                "CAST(SUM(bytes_out) AS BIGINT) AS bytes_out, ",
+                "CAST(SUM(latency_sum_us) AS BIGINT) AS latency_sum_us ",
+                "FROM usage_counters WHERE minute_unix_s >= $1 GROUP BY ",
+                $by,
+                ", status_class"
+            ),
+            concat!(
+                "SELECT ",
+                $by,
+                " AS usage_key, bound_us, CAST(SUM(count) AS BIGINT) AS count ",
+                "FROM usage_latency WHERE minute_unix_s >= $1 GROUP BY ",
+                $by,
+                ", bound_us"
+            ),
+        )
+    };
+}
+
+/// Usage per route or consumer over the minutes starting at or after `since_minute_unix_s`,
+/// by key.
+pub(super) async fn query(
+    pool: &AnyPool,
+    by: UsageBy,
+    since_minute_unix_s: i64,
+) -> Result<Vec<UsageItem>, StoreError> {
+    let (counters_sql, latency_sql) = match by {
+        UsageBy::Route => usage_queries!("route"),
+        UsageBy::Consumer => usage_queries!("consumer"),
+    };
+    let mut items: BTreeMap<String, UsageItem> = BTreeMap::new();
+    let rows = sqlx::query(counters_sql)
+        .bind(since_minute_unix_s)
+        .fetch_all(pool)
+        .await?;
+    for row in &rows {
+        let key: String = row.try_get("usage_key")?;
+        let class: i64 = row.try_get("status_class")?;
+        let requests = from_column(row.try_get("requests")?);
+        let item = items.entry(key.clone()).or_insert_with(|| UsageItem {
+            key,
+            ..UsageItem::default()
+        });
+        item.requests = item.requests.saturating_add(requests);
+        if let Some(slot) = usize::try_from(class - 1)
+            .ok()
+            .and_then(|i| item.status.get_mut(i))
+        {
+            *slot = slot.saturating_add(requests);
+        }
+        item.bytes_in = item
+            .bytes_in
+            .saturating_add(from_column(row.try_get("bytes_in")?));
+        item.bytes_out = item
+            .bytes_out
+            .saturating_add(from_column(row.try_get("bytes_out")?));
+        item.latency_sum_us = item
+            .latency_sum_us
+            .saturating_add(from_column(row.try_get("latency_sum_us")?));
+    }
+    let rows = sqlx::query(latency_sql)
+        .bind(since_minute_unix_s)
+        .fetch_all(pool)
+        .await?;
+    for row in &rows {
+        let key: String = row.try_get("usage_key")?;
+        let bound = from_column(row.try_get("bound_us")?);
+        let count = from_column(row.try_get("count")?);
+        items
+            .entry(key.clone())
+            .or_insert_with(|| UsageItem {
+                key,
+                ..UsageItem::default()
+            })
+            .latency
+            .add(bound, count);
+    }
+    Ok(items.into_values().collect())
+}
+
+/// Deletes the usage of minutes before `before_minute_unix_s`, and the instances silent since
+/// then (a batch they might still resend is older than what is kept). Returns the rows deleted.
+pub(super) async fn prune(pool: &AnyPool, before_minute_unix_s: i64) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for sql in [
+        "DELETE FROM usage_counters WHERE minute_unix_s < $1",
+        "DELETE FROM usage_latency WHERE minute_unix_s < $1",
+    ] {
+        deleted += sqlx::query(sql)
+            .bind(before_minute_unix_s)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
+    deleted += sqlx::query("DELETE FROM usage_instances WHERE updated_at_ms < $1")
+        .bind(before_minute_unix_s.saturating_mul(1000))
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(deleted)
+}
+
+/// A count as stored (checked counts are far below `i64::MAX`).
+fn to_column(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored count (never negative unless the database was edited by hand).
+fn from_column(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_inserts_number_their_placeholders() {
+        assert_eq!(
+            multi_row_insert(
+                "INSERT INTO t (a, b) VALUES ",
+                2,
+                3,
+                " ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
+    }
+}

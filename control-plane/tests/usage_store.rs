@@ -1,0 +1,349 @@
+//! The usage store's behaviour suite, run on SQLite and on PostgreSQL: exactly-once batches
+//! under resends, histograms merged across proxies, invalid counters, pruning, and replicas
+//! writing the same minute at once.
+
+mod support;
+
+use switchyard_control_plane::store::usage::InvalidCounter;
+use switchyard_control_plane::store::{Store, UsageBatch, UsageBy, UsageCounter, UsageItem};
+
+/// Runs each listed async fn with the URL of a fresh SQLite file and of a fresh PostgreSQL
+/// database (a test may open several stores on it, as replicas do).
+macro_rules! on_both_databases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_url()).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_database_url().await).await } )* }
+    };
+}
+
+on_both_databases!(
+    resent_batches_are_counted_once,
+    histograms_of_two_proxies_merge,
+    invalid_counters_are_skipped_and_counted,
+    old_minutes_are_pruned,
+    replicas_writing_at_once_add_up_and_count_each_batch_once,
+);
+
+/// 2024-01-01T00:00:00Z.
+const M0: u64 = 1_704_067_200;
+
+async fn connect(url: &str) -> Store {
+    Store::connect(url).await.expect("store")
+}
+
+/// `requests` requests of one key, all in the latency bucket `≤ bound_us`.
+fn counter(route: &str, consumer: &str, class: u32, requests: u64, bound_us: u64) -> UsageCounter {
+    UsageCounter {
+        route: route.to_owned(),
+        consumer: consumer.to_owned(),
+        status_class: class,
+        requests,
+        bytes_in: requests * 10,
+        bytes_out: requests * 100,
+        latency_sum_us: requests * bound_us,
+        latency_buckets: vec![requests],
+        latency_bounds_us: vec![bound_us],
+        minute_unix_s: M0,
+    }
+}
+
+fn batch(sequence: u64, counters: Vec<UsageCounter>) -> UsageBatch {
+    UsageBatch {
+        sequence,
+        counters,
+        dropped_requests: 0,
+    }
+}
+
+async fn by_route(store: &Store) -> Vec<UsageItem> {
+    store.usage(UsageBy::Route, 0).await.unwrap()
+}
+
+fn requests(items: &[UsageItem]) -> Vec<(&str, u64)> {
+    items.iter().map(|i| (i.key.as_str(), i.requests)).collect()
+}
+
+async fn resent_batches_are_counted_once(url: String) {
+    let store = connect(&url).await;
+    let one = || batch(1, vec![counter("web", "alice", 2, 3, 1_000)]);
+    let two = || batch(2, vec![counter("web", "alice", 2, 4, 1_000)]);
+
+    let first = store.record_usage("n1", "i1", vec![one()]).await.unwrap();
+    assert_eq!((first.acked, first.batches, first.counters), (1, 1, 1));
+    // The ack of batch 1 was lost: the proxy resends it with the next one.
+    let second = store
+        .record_usage("n1", "i1", vec![one(), two()])
+        .await
+        .unwrap();
+    assert_eq!((second.acked, second.batches, second.duplicates), (2, 1, 1));
+    // Again, after a reconnect to another handle on the same database.
+    let replica = connect(&url).await;
+    let third = replica
+        .record_usage("n1", "i1", vec![one(), two()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.acked, third.batches, third.duplicates, third.counters),
+        (2, 0, 2, 0)
+    );
+    assert_eq!(requests(&by_route(&store).await), [("web", 7)]);
+    // A message without batches changes nothing and repeats the ack.
+    let none = store.record_usage("n1", "i1", vec![]).await.unwrap();
+    assert_eq!((none.acked, none.batches), (2, 0));
+
+    // A restarted proxy is a new instance: its sequence starts again, from 0 if it likes.
+    let restarted = store
+        .record_usage(
+            "n1",
+            "i2",
+            vec![batch(0, vec![counter("web", "", 2, 5, 1_000)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!((restarted.acked, restarted.batches), (0, 1));
+    let resent = store
+        .record_usage(
+            "n1",
+            "i2",
+            vec![batch(0, vec![counter("web", "", 2, 5, 1_000)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!((resent.acked, resent.duplicates), (0, 1));
+    let web = &by_route(&store).await[0];
+    assert_eq!((web.requests, web.status[1]), (12, 12));
+    assert_eq!((web.bytes_in, web.bytes_out), (120, 1_200));
+    assert_eq!(web.latency_sum_us, 12 * 1_000);
+    assert_eq!(web.latency.count(), 12);
+
+    // Gaps are allowed (merged batches keep the higher number); older numbers are skipped.
+    let gap = store
+        .record_usage(
+            "n1",
+            "i1",
+            vec![batch(7, vec![counter("web", "alice", 2, 1, 1_000)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(gap.acked, 7);
+    let late = store
+        .record_usage(
+            "n1",
+            "i1",
+            vec![batch(5, vec![counter("web", "alice", 2, 1, 1_000)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!((late.acked, late.duplicates), (7, 1));
+    assert_eq!(requests(&by_route(&store).await), [("web", 13)]);
+    // A batch repeated within one message counts once too.
+    let twice = || batch(8, vec![counter("web", "alice", 2, 1, 1_000)]);
+    let repeated = store
+        .record_usage("n1", "i1", vec![twice(), twice()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (repeated.acked, repeated.batches, repeated.duplicates),
+        (8, 1, 1)
+    );
+    assert_eq!(requests(&by_route(&store).await), [("web", 14)]);
+
+    // Dropped requests are reported once per batch stored.
+    let dropped = store
+        .record_usage(
+            "n1",
+            "i1",
+            vec![UsageBatch {
+                dropped_requests: 9,
+                ..batch(9, vec![])
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!((dropped.acked, dropped.dropped_requests), (9, 9));
+}
+
+async fn histograms_of_two_proxies_merge(url: String) {
+    let store = connect(&url).await;
+    // Proxy A: 90 fast requests of alice on `web` (50 ≤ 1 ms, 40 ≤ 2 ms) in the first minute.
+    let mut fast = counter("web", "alice", 2, 90, 1_000);
+    fast.latency_bounds_us = vec![1_000, 2_000];
+    fast.latency_buckets = vec![50, 40];
+    // Proxy B: 10 unauthenticated 5xx on `web` (9 ≤ 2 ms, 1 ≤ 100 ms) in the next minute, and
+    // one of alice's requests on `api`.
+    let mut slow = counter("web", "", 5, 10, 2_000);
+    slow.latency_bounds_us = vec![2_000, 100_000];
+    slow.latency_buckets = vec![9, 1];
+    slow.minute_unix_s = M0 + 60;
+    let mut api = counter("api", "alice", 2, 1, 500);
+    api.minute_unix_s = M0 + 60;
+    store
+        .record_usage("a", "proxy-a", vec![batch(1, vec![fast])])
+        .await
+        .unwrap();
+    store
+        .record_usage("b", "proxy-b", vec![batch(1, vec![slow, api])])
+        .await
+        .unwrap();
+
+    let items = store.usage(UsageBy::Route, M0 as i64).await.unwrap();
+    assert_eq!(
+        requests(&items),
+        [("api", 1), ("web", 100)],
+        "sorted by key"
+    );
+    let web = &items[1];
+    assert_eq!(web.status, [0, 90, 0, 0, 10]);
+    assert_eq!(
+        web.latency.buckets().collect::<Vec<_>>(),
+        [(1_000, 50), (2_000, 49), (100_000, 1)],
+        "equal bounds of both proxies add up"
+    );
+    assert_eq!(web.latency.quantile_us(500), Some(1_000));
+    assert_eq!(web.latency.quantile_us(990), Some(2_000));
+    assert_eq!(web.latency.quantile_us(1000), Some(100_000));
+
+    let consumers = store.usage(UsageBy::Consumer, M0 as i64).await.unwrap();
+    assert_eq!(requests(&consumers), [("", 10), ("alice", 91)]);
+    assert_eq!(consumers[1].status, [0, 91, 0, 0, 0]);
+    assert_eq!(consumers[1].latency.quantile_us(990), Some(2_000));
+
+    // Only the minutes that start at or after `since` count.
+    let later = store.usage(UsageBy::Route, (M0 + 60) as i64).await.unwrap();
+    assert_eq!(requests(&later), [("api", 1), ("web", 10)]);
+    assert_eq!(later[1].latency.quantile_us(500), Some(2_000));
+    assert!(
+        store
+            .usage(UsageBy::Route, (M0 + 120) as i64)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn invalid_counters_are_skipped_and_counted(url: String) {
+    let store = connect(&url).await;
+    let mut odd_minute = counter("web", "", 2, 1, 1_000);
+    odd_minute.minute_unix_s = M0 + 1;
+    let mut mismatched = counter("web", "", 2, 1, 1_000);
+    mismatched.latency_buckets = vec![1, 2];
+    let recorded = store
+        .record_usage(
+            "n1",
+            "i1",
+            vec![batch(
+                1,
+                vec![
+                    counter("web", "", 0, 1, 1_000),
+                    odd_minute,
+                    mismatched,
+                    counter(&"x".repeat(300), "", 2, 1, 1_000),
+                    counter("web", "", 2, 2, 1_000),
+                ],
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (recorded.acked, recorded.counters, recorded.invalid),
+        (1, 1, 4)
+    );
+    assert_eq!(recorded.first_invalid, Some(InvalidCounter::StatusClass));
+    assert_eq!(requests(&by_route(&store).await), [("web", 2)]);
+
+    // A sequence past the columns' range cannot be stored: its counters are skipped and the
+    // acknowledgement stays where it was.
+    let huge = store
+        .record_usage(
+            "n1",
+            "i1",
+            vec![batch(u64::MAX, vec![counter("web", "", 2, 1, 1_000)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!((huge.acked, huge.invalid), (1, 1));
+    assert_eq!(huge.first_invalid, Some(InvalidCounter::Sequence));
+    assert!(store.record_usage("n1", "", vec![]).await.is_err());
+    assert!(
+        store
+            .record_usage("n1", &"i".repeat(129), vec![])
+            .await
+            .is_err()
+    );
+    assert_eq!(requests(&by_route(&store).await), [("web", 2)]);
+}
+
+async fn old_minutes_are_pruned(url: String) {
+    let store = connect(&url).await;
+    let counters = (0..3)
+        .map(|minute| {
+            let mut c = counter("web", "", 2, 1 + minute, 1_000 * (1 + minute));
+            c.minute_unix_s = M0 + 60 * minute;
+            c
+        })
+        .collect();
+    store
+        .record_usage("n1", "i1", vec![batch(1, counters)])
+        .await
+        .unwrap();
+    assert_eq!(requests(&by_route(&store).await), [("web", 6)]);
+
+    let deleted = store.prune_usage((M0 + 60) as i64).await.unwrap();
+    assert_eq!(
+        deleted, 2,
+        "the first minute's counter row and its latency row"
+    );
+    let web = &by_route(&store).await[0];
+    assert_eq!(web.requests, 5);
+    assert_eq!(
+        web.latency.buckets().collect::<Vec<_>>(),
+        [(2_000, 2), (3_000, 3)]
+    );
+    assert_eq!(store.prune_usage((M0 + 60) as i64).await.unwrap(), 0);
+
+    // Pruning past now also forgets the instances that reported since.
+    let far_future = i64::MAX / 2000;
+    assert_eq!(store.prune_usage(far_future).await.unwrap(), 5);
+    assert!(by_route(&store).await.is_empty());
+}
+
+async fn replicas_writing_at_once_add_up_and_count_each_batch_once(url: String) {
+    let replicas = [connect(&url).await, connect(&url).await];
+    const INSTANCES: u64 = 6;
+    const BATCHES: u64 = 5;
+    let mut writers = tokio::task::JoinSet::new();
+    for instance in 0..INSTANCES {
+        for replica in &replicas {
+            // Every batch of every instance goes to both replicas at once, on the same keys
+            // (in different orders), as a proxy failing over while its ack is in flight.
+            let replica = replica.clone();
+            writers.spawn(async move {
+                for sequence in 1..=BATCHES {
+                    let mut counters = vec![
+                        counter("web", "alice", 2, 1, 1_000),
+                        counter("api", "", 5, 2, 2_000),
+                    ];
+                    if sequence % 2 == 0 {
+                        counters.reverse();
+                    }
+                    let id = format!("i{instance}");
+                    let recorded = replica
+                        .record_usage("n", &id, vec![batch(sequence, counters)])
+                        .await
+                        .unwrap();
+                    assert!(recorded.acked >= sequence, "{recorded:?}");
+                }
+            });
+        }
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let each = INSTANCES * BATCHES;
+    for replica in &replicas {
+        let items = by_route(replica).await;
+        assert_eq!(requests(&items), [("api", 2 * each), ("web", each)]);
+        assert_eq!(items[0].latency.count(), 2 * each);
+        assert_eq!(items[1].bytes_out, 100 * each);
+    }
+}
