@@ -9,8 +9,8 @@
 //! - [`resources`]: the CRUD logic shared by every kind; [`clusters`], [`routes`],
 //!   [`consumers`], [`jwt_providers`], [`quotas`]: one module of handlers per kind;
 //!   [`keys`]: consumers' API keys.
-//! - [`proxies`], [`health`], [`usage`], [`revisions`]: fleet, endpoint health, usage from
-//!   proxy reports, and history.
+//! - [`proxies`], [`health`], [`usage`], [`quota_usage`], [`revisions`]: fleet, endpoint
+//!   health, usage and quota use from proxy reports, and history.
 //! - [`system`]: health, metrics, OpenAPI; [`openapi`]: the document.
 //! - [`auth`]: bearer-token check; [`publish`]: writes answered once streamed;
 //!   [`problem`]: the error type.
@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod problem;
 pub mod proxies;
 pub mod publish;
+pub mod quota_usage;
 pub mod quotas;
 pub mod resources;
 pub mod revisions;
@@ -98,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/proxies", get(proxies::list))
         .route("/api/v1/health", get(health::get))
         .route("/api/v1/usage", get(usage::get))
+        .route("/api/v1/quotas/{name}/usage", get(quota_usage::get))
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))

@@ -1,14 +1,15 @@
 //! Control-plane metrics in the Prometheus text format: config streams, responses pushed
 //! (count, resources, bytes), ACKs and NACKs, connected proxies from the fleet registry, and
 //! report streams (messages, health states received and dropped) and the usage they carry
-//! (batches stored and resent, counters stored and refused, requests the proxies dropped).
+//! (batches stored and resent, counters stored and refused, requests the proxies dropped),
+//! quota grants (answered, tokens, exhausted, failed) and the quota consumption reported.
 //! Plain atomics: recorded from every stream task without a lock.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::fleet::Fleet;
-use crate::store::UsageRecorded;
+use crate::store::{QuotaGrant, UsageRecorded};
 
 /// Counters of the xDS and report servers.
 #[derive(Debug, Default)]
@@ -32,6 +33,14 @@ pub struct Metrics {
     usage_counters_invalid: AtomicU64,
     usage_dropped_requests: AtomicU64,
     usage_write_failures: AtomicU64,
+    quota_grants: AtomicU64,
+    quota_tokens_granted: AtomicU64,
+    quota_exhausted: AtomicU64,
+    quota_unknown: AtomicU64,
+    quota_grant_failures: AtomicU64,
+    quota_grants_dropped: AtomicU64,
+    quota_used: AtomicU64,
+    quota_unleased: AtomicU64,
 }
 
 impl Metrics {
@@ -99,6 +108,33 @@ impl Metrics {
             .fetch_add(recorded.invalid, Relaxed);
         self.usage_dropped_requests
             .fetch_add(recorded.dropped_requests, Relaxed);
+        self.quota_used.fetch_add(recorded.quota_used, Relaxed);
+        self.quota_unleased
+            .fetch_add(recorded.quota_unleased, Relaxed);
+    }
+
+    /// Quota grants were committed (and are about to be answered).
+    pub fn quota_granted(&self, grants: &[QuotaGrant]) {
+        self.quota_grants.fetch_add(grants.len() as u64, Relaxed);
+        for grant in grants {
+            self.quota_tokens_granted.fetch_add(grant.granted, Relaxed);
+            if grant.exhausted {
+                self.quota_exhausted.fetch_add(1, Relaxed);
+            }
+            if grant.limit == 0 {
+                self.quota_unknown.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// A report's quota requests could not be granted (database error).
+    pub fn quota_grant_failed(&self) {
+        self.quota_grant_failures.fetch_add(1, Relaxed);
+    }
+
+    /// An answer carrying grants could not be delivered (the proxy was not reading).
+    pub fn quota_grants_dropped(&self) {
+        self.quota_grants_dropped.fetch_add(1, Relaxed);
     }
 
     /// A report's usage could not be written (the proxy resends it).
@@ -234,6 +270,54 @@ impl Metrics {
             "counter",
             "Report messages whose usage could not be written (the proxy resends it).",
             self.usage_write_failures.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_grants_total",
+            "counter",
+            "Quota grant requests answered.",
+            self.quota_grants.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_tokens_granted_total",
+            "counter",
+            "Quota tokens granted to proxies' leases.",
+            self.quota_tokens_granted.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_exhausted_total",
+            "counter",
+            "Quota grant requests answered with nothing left in the window.",
+            self.quota_exhausted.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_unknown_total",
+            "counter",
+            "Quota grant requests naming a quota the config does not hold.",
+            self.quota_unknown.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_grant_failures_total",
+            "counter",
+            "Report messages whose quota requests could not be granted (database error).",
+            self.quota_grant_failures.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_grants_dropped_total",
+            "counter",
+            "Answers carrying quota grants that could not be delivered to the proxy.",
+            self.quota_grants_dropped.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_used_total",
+            "counter",
+            "Requests proxies let through against quotas, as reported with usage batches.",
+            self.quota_used.load(Relaxed),
+        );
+        metric(
+            "switchyard_quota_unleased_total",
+            "counter",
+            "Requests proxies let through against quotas without a lease (control plane unreachable).",
+            self.quota_unleased.load(Relaxed),
         );
         out
     }

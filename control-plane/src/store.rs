@@ -11,10 +11,16 @@
 //!
 //! Usage reported by proxies ([`usage`]) lives beside the config, outside revisions: counters
 //! per minute, written exactly once per proxy batch, summed fleet-wide on read, pruned by age.
+//! So does quota accounting ([`quotas`]): the tokens granted to proxies per quota, consumer and
+//! window, in one transaction that is correct across replicas, and the requests let through
+//! (written with the usage batches that report them). Quotas are the one place the store reads
+//! a spec: a grant needs the quota's current limit and window inside its transaction.
 
+mod columns;
 mod error;
 mod history;
 mod keys;
+pub mod quotas;
 mod replicas;
 mod schema;
 pub mod usage;
@@ -31,6 +37,7 @@ use crate::model::{Kind, Reference};
 pub use error::StoreError;
 pub use history::{ChangeSummary, ResourceChange, Revision};
 pub use keys::ApiKey;
+pub use quotas::{QuotaConsumption, QuotaGrant, QuotaRequest, QuotaUsage, QuotaUsageItem};
 pub use usage::{UsageBatch, UsageBy, UsageCounter, UsageItem, UsageRecorded};
 
 /// A stored resource: its validated spec plus server-set fields.
@@ -340,7 +347,8 @@ impl Store {
     /// Stores the usage `batches` of proxy process `instance_id` (on node `node_id`) in one
     /// transaction, each batch exactly once: `batches` come oldest first, and one at or below
     /// the instance's stored sequence (or a previous batch of the call) is skipped as already
-    /// counted; invalid counters are skipped and counted.
+    /// counted; invalid counters are skipped and counted. The batches' quota consumption is
+    /// added to the quota windows in the same transaction.
     /// Returns the acknowledgement (the instance's highest stored sequence) and what was done.
     pub async fn record_usage(
         &self,
@@ -361,9 +369,33 @@ impl Store {
         usage::query(&self.pool, by, since_minute_unix_s).await
     }
 
-    /// Deletes the usage of minutes before `before_minute_unix_s`; returns the rows deleted.
+    /// Deletes the usage of minutes before `before_minute_unix_s` and the quota windows that
+    /// ended before it; returns the rows deleted.
     pub async fn prune_usage(&self, before_minute_unix_s: i64) -> Result<u64, StoreError> {
-        usage::prune(&self.pool, before_minute_unix_s).await
+        let usage = usage::prune(&self.pool, before_minute_unix_s).await?;
+        let quotas = quotas::prune(&self.pool, before_minute_unix_s).await?;
+        Ok(usage + quotas)
+    }
+
+    /// Grants tokens for `requests` (at most [`quotas::MAX_REQUESTS`]) from the windows that
+    /// contain `now`, in one transaction; one grant per request, in their order. The tokens
+    /// granted in a window never sum past the quota's limit, whichever replicas grant them.
+    pub async fn grant_quota(
+        &self,
+        requests: &[QuotaRequest],
+        now: std::time::SystemTime,
+    ) -> Result<Vec<QuotaGrant>, StoreError> {
+        quotas::grant(&self.pool, self.backend, requests, now).await
+    }
+
+    /// Quota `name`'s accounting in the window that contains `now`, per consumer; `None` if
+    /// there is no such quota.
+    pub async fn quota_usage(
+        &self,
+        name: &str,
+        now: std::time::SystemTime,
+    ) -> Result<Option<QuotaUsage>, StoreError> {
+        quotas::usage(&self.pool, name, now).await
     }
 
     /// Restores the config of revision `number` as a new revision by `actor`.

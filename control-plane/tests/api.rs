@@ -2,6 +2,7 @@
 //! preconditions and references on SQLite and PostgreSQL; validation, auth, errors, history
 //! and the OpenAPI document on SQLite.
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -17,15 +18,7 @@ use switchyard_control_plane::snapshot::Snapshot;
 use switchyard_control_plane::store::Store;
 use tower::ServiceExt;
 
-/// Runs each listed async fn against a fresh SQLite store and a fresh PostgreSQL store.
-macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_store().await).await } )* }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_store().await).await } )* }
-    };
-}
-
-on_both_databases!(
+on_both_stores!(
     create_replace_list_get_delete,
     post_conflicts_with_existing,
     if_match_guards_writes,
@@ -563,18 +556,31 @@ async fn other_kinds_and_their_references(store: Store) {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert_eq!(missing_jwt.fields(), ["auth.jwt"]);
-    // A route cannot name a quota until the proxy enforces quotas, even an existing one.
-    let quota_route = api
+    // A route may name an existing quota; an unknown one is a 400 naming `quota`.
+    let unknown_quota = api
+        .put(
+            "/api/v1/routes/r",
+            json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}, "quota": "silver"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(unknown_quota.fields(), ["quota"]);
+    assert_eq!(
+        unknown_quota.body["errors"][0]["message"],
+        "unknown quota \"silver\""
+    );
+    let route = api
         .put(
             "/api/v1/routes/r",
             json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}, "quota": "gold"}),
         )
         .await
-        .expect(StatusCode::BAD_REQUEST);
-    assert_eq!(quota_route.fields(), ["quota"]);
+        .expect(StatusCode::CREATED);
+    assert_eq!(route.body["quota"], "gold");
+    // Unauthenticated routes may charge a quota too (one budget for every anonymous caller).
     api.put(
-        "/api/v1/routes/r",
-        json!({"cluster": "web", "auth": {"jwt": "idp", "scopes": ["read"]}}),
+        "/api/v1/routes/open",
+        json!({"cluster": "web", "quota": "gold"}),
     )
     .await
     .expect(StatusCode::CREATED);
@@ -585,7 +591,47 @@ async fn other_kinds_and_their_references(store: Store) {
         .delete("/api/v1/quotas/gold")
         .await
         .expect(StatusCode::CONFLICT);
-    assert_eq!(quota_in_use.body["used_by"], json!(["consumers/alice"]));
+    assert_eq!(
+        quota_in_use.body["used_by"],
+        json!(["consumers/alice", "routes/open", "routes/r"])
+    );
+
+    // `on_unavailable`: `allow` by default, `deny` kept, anything else a 400 naming it.
+    let gold = api.get("/api/v1/quotas/gold").await.expect(StatusCode::OK);
+    assert_eq!(gold.body["on_unavailable"], "allow");
+    let strict = api
+        .put(
+            "/api/v1/quotas/strict",
+            json!({"limit": 10, "window": "minute", "on_unavailable": "deny"}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(strict.body["on_unavailable"], "deny");
+    let strict = api
+        .get("/api/v1/quotas/strict")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (
+            strict.body["limit"].as_u64(),
+            strict.body["window"].as_str(),
+            strict.body["on_unavailable"].as_str()
+        ),
+        (Some(10), Some("minute"), Some("deny"))
+    );
+    let bad = api
+        .put(
+            "/api/v1/quotas/strict",
+            json!({"limit": 10, "window": "minute", "on_unavailable": "block"}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(bad.fields(), ["on_unavailable"]);
+    assert_eq!(
+        api.get("/api/v1/quotas/strict").await.body["on_unavailable"],
+        "deny",
+        "a rejected write changes nothing"
+    );
 }
 
 /// The README's own example, and every kind of reference: one 400 names the invalid fields
@@ -869,12 +915,13 @@ async fn every_invalid_field_is_named() {
                 "compress",
             ],
         ),
-        // accepted by the model but not enforced by the proxy yet: refused
+        // a quota that does not exist
         (
             "routes",
             json!({"cluster": "c", "auth": {"api_key": true}, "quota": "gold"}),
             vec!["quota"],
         ),
+        // accepted by the model but not enforced by the proxy yet: refused
         (
             "routes",
             json!({"cluster": "c", "compress": true}),
@@ -1173,6 +1220,7 @@ async fn openapi_document_describes_the_api() {
         "/api/v1/consumers/{name}",
         "/api/v1/jwt-providers/{name}",
         "/api/v1/quotas/{name}",
+        "/api/v1/quotas/{name}/usage",
         "/api/v1/proxies",
         "/api/v1/revisions",
         "/api/v1/revisions/{n}",
@@ -1195,6 +1243,8 @@ async fn openapi_document_describes_the_api() {
         "Endpoint",
         "Problem",
         "FieldError",
+        "QuotaUsageView",
+        "QuotaUsageEntry",
     ] {
         assert!(schemas.contains_key(schema), "missing schema {schema}");
     }

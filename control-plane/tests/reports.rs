@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_control_plane::config::Config;
 use switchyard_control_plane::server::ControlPlane;
-use switchyard_proto::v1::{HealthTransition, QuotaConsumption, ReportRequest};
+use switchyard_proto::v1::{HealthTransition, ReportRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -190,14 +190,9 @@ async fn two_proxies_snapshots_transitions_and_disconnect() {
     assert_eq!(web[0]["last_change"], "2024-01-01T00:00:02.000Z");
     assert_eq!(web[1]["last_change"], "2024-01-01T00:00:03.000Z");
 
-    // Transitions only; quota consumption is accepted and ignored (usage: tests/usage.rs).
+    // Transitions only (usage: tests/usage.rs; quotas: tests/quotas.rs).
     p1.send(ReportRequest {
         health: vec![state("web", "127.0.0.1:9002", false, t(10))],
-        quota: vec![QuotaConsumption {
-            quota: "q".into(),
-            consumer: "c".into(),
-            used: 3,
-        }],
         ..Default::default()
     })
     .await;

@@ -1,20 +1,13 @@
 //! The store's behaviour suite, run on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use switchyard_control_plane::model::{Kind, Reference};
 use switchyard_control_plane::store::{Change, Expect, Store, StoreError};
 
-/// Runs each listed async fn against a fresh SQLite store and a fresh PostgreSQL store.
-macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_store().await).await } )* }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_store().await).await } )* }
-    };
-}
-
-on_both_databases!(
+on_both_stores!(
     put_get_list_delete,
     every_write_is_a_revision,
     preconditions,

@@ -2,146 +2,19 @@
 //! and PostgreSQL; two replicas on one PostgreSQL), tonic's generated client playing proxies
 //! on the report stream, and hyper's client reading the admin API.
 
+#[macro_use]
 mod support;
 
+use support::control_plane::{Options, start, start_with};
 use support::report_stream::{ReportStream, WAIT};
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
-use switchyard_control_plane::config::{Config, DEFAULT_PROXY_TTL, DEFAULT_USAGE_RETENTION};
-use switchyard_control_plane::server::ControlPlane;
+use serde_json::json;
 use switchyard_control_plane::store::{self, Store};
 use switchyard_proto::v1::{ReportRequest, UsageBatch, UsageCounter};
-use tokio::sync::oneshot;
 
-/// Runs each listed async fn with the URL of a fresh SQLite file and of a fresh PostgreSQL
-/// database.
-macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_url()).await } )* }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_database_url().await).await } )* }
-    };
-}
-
-on_both_databases!(usage_is_acknowledged_counted_once_and_served);
-
-/// A control plane serving until dropped.
-struct Harness {
-    admin: SocketAddr,
-    xds_url: String,
-    token: Option<String>,
-    _stop: oneshot::Sender<()>,
-}
-
-struct Options {
-    admin_token: Option<&'static str>,
-    usage_retention: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            admin_token: None,
-            usage_retention: DEFAULT_USAGE_RETENTION,
-        }
-    }
-}
-
-async fn start(database_url: &str) -> Harness {
-    start_with(database_url, Options::default()).await
-}
-
-async fn start_with(database_url: &str, options: Options) -> Harness {
-    let config = Config {
-        database_url: database_url.to_owned(),
-        admin_addr: "127.0.0.1:0".parse().unwrap(),
-        xds_addr: "127.0.0.1:0".parse().unwrap(),
-        admin_token: options.admin_token.map(str::to_owned),
-        proxy_token: None,
-        first_sync_budget_mib: None,
-        proxy_ttl: DEFAULT_PROXY_TTL,
-        usage_retention: options.usage_retention,
-    };
-    let cp = ControlPlane::bind(&config).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let harness = Harness {
-        admin: cp.admin_addr(),
-        xds_url: format!("http://{}", cp.xds_addr()),
-        token: options.admin_token.map(str::to_owned),
-        _stop: stop,
-    };
-    tokio::spawn(cp.serve(async {
-        let _ = stopped.await;
-    }));
-    harness
-}
-
-/// An admin API answer.
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: Value,
-    text: String,
-}
-
-impl Harness {
-    /// `GET path` with hyper's client (and the harness's token, if any).
-    async fn get(&self, path: &str) -> Reply {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let mut request = hyper::Request::get(format!("http://{}{path}", self.admin));
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let exchange = async {
-            let response = client
-                .request(request.body(Empty::new()).unwrap())
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (status, content_type, bytes)
-        };
-        let (status, content_type, bytes) = tokio::time::timeout(WAIT, exchange)
-            .await
-            .expect("an answer in time");
-        Reply {
-            status,
-            content_type,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    /// `GET /api/v1/usage?query`, which must succeed.
-    async fn usage(&self, query: &str) -> Value {
-        let reply = self.get(&format!("/api/v1/usage?{query}")).await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        assert_eq!(reply.content_type, "application/json");
-        reply.body
-    }
-
-    async fn metric(&self, name: &str) -> u64 {
-        let reply = self.get("/metrics").await;
-        reply
-            .text
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} in {}", reply.text))
-            .parse()
-            .unwrap()
-    }
-}
+on_both_database_urls!(usage_is_acknowledged_counted_once_and_served);
 
 /// The start of the current minute, Unix seconds.
 fn this_minute() -> u64 {
@@ -184,6 +57,7 @@ fn batch(sequence: u64, counters: Vec<UsageCounter>) -> UsageBatch {
         sequence,
         counters,
         dropped_requests: 0,
+        quota_used: Vec::new(),
     }
 }
 
@@ -393,6 +267,7 @@ async fn usage_older_than_the_retention_is_pruned_at_start() {
                 sequence: 1,
                 counters: old_and_new,
                 dropped_requests: 0,
+                quota_used: Vec::new(),
             }],
         )
         .await

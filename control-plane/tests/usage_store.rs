@@ -2,21 +2,13 @@
 //! under resends, histograms merged across proxies, invalid counters, pruning, and replicas
 //! writing the same minute at once.
 
+#[macro_use]
 mod support;
 
 use switchyard_control_plane::store::usage::InvalidCounter;
 use switchyard_control_plane::store::{Store, UsageBatch, UsageBy, UsageCounter, UsageItem};
 
-/// Runs each listed async fn with the URL of a fresh SQLite file and of a fresh PostgreSQL
-/// database (a test may open several stores on it, as replicas do).
-macro_rules! on_both_databases {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_url()).await } )* }
-        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_database_url().await).await } )* }
-    };
-}
-
-on_both_databases!(
+on_both_database_urls!(
     resent_batches_are_counted_once,
     histograms_of_two_proxies_merge,
     invalid_counters_are_skipped_and_counted,
@@ -52,6 +44,7 @@ fn batch(sequence: u64, counters: Vec<UsageCounter>) -> UsageBatch {
         sequence,
         counters,
         dropped_requests: 0,
+        quota_used: Vec::new(),
     }
 }
 

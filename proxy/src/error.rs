@@ -50,6 +50,8 @@ pub enum ProxyError {
     JwtProviderUnavailable(String),
     #[error("rate limit exceeded")]
     RateLimited,
+    #[error("quota exceeded")]
+    QuotaExceeded,
     #[error("request body is larger than {0} bytes")]
     BodyTooLarge(u64),
     #[error("missing required header {0:?}")]
@@ -74,7 +76,7 @@ impl ProxyError {
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::MissingScope(_) | ProxyError::CorsRejected(_) => StatusCode::FORBIDDEN,
             ProxyError::JwtProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited | ProxyError::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::AggregatePart {
                 timed_out: true, ..
@@ -96,6 +98,7 @@ impl ProxyError {
             | ProxyError::Unauthorized(_)
             | ProxyError::MissingScope(_)
             | ProxyError::RateLimited
+            | ProxyError::QuotaExceeded
             | ProxyError::BodyTooLarge(_)
             | ProxyError::MissingHeader(_)
             | ProxyError::CorsRejected(_) => Blame::Downstream,

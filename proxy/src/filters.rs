@@ -1,7 +1,7 @@
 //! Gateway policies as a per-route filter chain, in the order of SPEC §4: CORS preflight →
-//! auth → rate limit → validation → request transforms → cache lookup → (the route's action:
-//! balance + upstream, aggregate or direct response) → response transforms → cache store.
-//! (Quota comes between rate limit and validation in a later issue.)
+//! auth → rate limit → quota → validation → request transforms → cache lookup → (the route's
+//! action: balance + upstream, aggregate or direct response) → response transforms → cache
+//! store.
 //!
 //! Every policy implements [`Policy`], one method per phase with a no-op default (Pingora's
 //! `ProxyHttp` shape), and is registered once, in the [`chain!`] list at the bottom of this
@@ -32,11 +32,13 @@ pub mod aggregate;
 pub mod auth;
 pub mod cache;
 pub mod cors;
+pub mod quota;
 pub mod rate_limit;
 pub mod response_fields;
 pub mod transform;
 pub mod validate;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -49,9 +51,11 @@ use crate::error::ProxyError;
 use crate::forwarding::ClientInfo;
 use crate::jwt::JwtProviders;
 use crate::model::RouteSpec;
+use crate::quota::QuotaBook;
 use auth::{Auth, ConsumerIndex, Identity};
 use cache::ResponseCache;
 use cors::Cors;
+use quota::Quotas;
 use rate_limit::RateLimiter;
 use response_fields::FieldRemover;
 use transform::{RequestTransform, ResponseHeaders};
@@ -62,6 +66,7 @@ use validate::{RequestBody, Validate};
 pub struct BuildContext<'a> {
     pub consumers: &'a Arc<ConsumerIndex>,
     pub verifiers: &'a JwtProviders,
+    pub quotas: &'a Arc<HashMap<String, Arc<QuotaBook>>>,
 }
 
 /// What the policies of one request share: who is calling, and who they proved to be.
@@ -294,6 +299,7 @@ chain! {
     cors: Cors,
     auth: Auth,
     rate_limit: Arc<RateLimiter>,
+    quota: Quotas,
     validate: Validate,
     request_transform: RequestTransform,
     response_headers: ResponseHeaders,

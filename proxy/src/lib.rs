@@ -74,6 +74,7 @@ pub(crate) mod metrics;
 pub mod model;
 pub(crate) mod outlier;
 pub(crate) mod path_normalize;
+pub mod quota;
 pub(crate) mod reporter;
 pub mod resource_set;
 pub mod router;

@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_proto::v1::report_service_client::ReportServiceClient;
-use switchyard_proto::v1::{ReportRequest, ReportResponse};
+use switchyard_proto::v1::{self, ReportRequest, ReportResponse};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::quota::QuotaLink;
+use crate::snapshot::Snapshot;
 use crate::state::ControlState;
 use crate::usage::Flush;
 use crate::xds_client::backoff::Backoff;
@@ -41,6 +43,7 @@ struct Reporting<'a> {
     instance_id: String,
     flushes: mpsc::Receiver<Flush>,
     usage: UsageQueue,
+    quota_link: Arc<QuotaLink>,
 }
 
 impl Reporting<'_> {
@@ -63,6 +66,17 @@ impl Reporting<'_> {
         if response.usage_acked > 0 {
             self.usage.acked(response.usage_acked);
         }
+        if !response.grants.is_empty() {
+            let snapshot = self.shared.snapshot.load();
+            for grant in &response.grants {
+                match snapshot.quotas.get(&grant.quota) {
+                    Some(book) => book.grant(grant),
+                    None => {
+                        tracing::debug!(quota = %grant.quota, "grant for a quota no longer held")
+                    }
+                }
+            }
+        }
         self.shared
             .report_usage
             .pending(self.usage.unacknowledged());
@@ -81,6 +95,7 @@ pub async fn run(
         instance_id: format!("{:016x}", fastrand::u64(..)),
         flushes,
         usage: UsageQueue::default(),
+        quota_link: Arc::clone(&shared.build.quota_link),
     };
     let mut backoff = Backoff::default();
     let mut index = 0;
@@ -119,15 +134,41 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// One message: health changes (if any) and the usage batches not yet sent on this stream.
+/// Marks the report stream down when dropped (the stream ended, however it ended).
+struct Disconnected<'a>(&'a QuotaLink);
+
+impl Drop for Disconnected<'_> {
+    fn drop(&mut self) {
+        self.0.set_connected(false);
+    }
+}
+
+/// Grant requests due in every quota book.
+fn quota_requests(snapshot: &Snapshot) -> Vec<v1::QuotaRequest> {
+    snapshot
+        .quotas
+        .values()
+        .flat_map(|book| book.wants())
+        .collect()
+}
+
+/// One message: health changes (if any), the usage batches not yet sent on this stream (the
+/// open one cut now, with what quotas let through) and due grant requests.
 fn request(
     reporting: &mut Reporting<'_>,
     health: Option<Report>,
     first: bool,
 ) -> Option<ReportRequest> {
-    reporting.usage.cut();
+    let snapshot = reporting.shared.snapshot.load();
+    let quota_used = snapshot
+        .quotas
+        .values()
+        .flat_map(|book| book.take_used())
+        .collect();
+    reporting.usage.cut(quota_used);
+    let quota_requests = quota_requests(&snapshot);
     let usage_batches = reporting.usage.unsent();
-    if health.is_none() && usage_batches.is_empty() && !first {
+    if health.is_none() && usage_batches.is_empty() && quota_requests.is_empty() && !first {
         return None;
     }
     let health = health.unwrap_or(Report {
@@ -148,7 +189,7 @@ fn request(
         health: health.health,
         health_snapshot: health.snapshot,
         usage_batches,
-        ..Default::default()
+        quota_requests,
     })
 }
 
@@ -167,6 +208,9 @@ async fn stream(
     let mut tracker = Tracker::default();
     let snapshot = tracker.snapshot(&shared.snapshot.load());
     reporting.usage.new_stream();
+    for book in shared.snapshot.load().quotas.values() {
+        book.stream_restarted();
+    }
     reporting.take_waiting();
     let first = request(reporting, Some(snapshot), true);
     // Capacity 4 and the receiver is alive: cannot fail.
@@ -176,6 +220,9 @@ async fn stream(
         .await?
         .into_inner();
     *delivered = true;
+    reporting.quota_link.set_connected(true);
+    let quota_link = Arc::clone(&reporting.quota_link);
+    let _connected = Disconnected(&quota_link);
     tracing::debug!(%address, "report stream open");
     let mut tick = tokio::time::interval(BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,6 +235,13 @@ async fn stream(
                 }
             }
             Some(flush) = reporting.flushes.recv() => reporting.take(flush),
+            () = quota_link.wanted() => {
+                let quota_requests = quota_requests(&shared.snapshot.load());
+                if !quota_requests.is_empty() {
+                    let message = ReportRequest { quota_requests, ..Default::default() };
+                    requests.send(message).await.map_err(|_| StreamError::Closed)?;
+                }
+            }
             message = inbound.message() => match message? {
                 Some(response) => reporting.answer(&response),
                 None => return Err(StreamError::Closed),

@@ -23,6 +23,7 @@ pub use crate::cluster::ClusterRuntime;
 use crate::filters::auth::ConsumerIndex;
 use crate::filters::{BuildContext, RouteFilters};
 use crate::jwt::JwtProviders;
+use crate::quota::{QuotaBook, QuotaLink};
 use crate::resource_set::ResourceSet;
 use crate::router::Router;
 
@@ -33,18 +34,22 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// One verifier per JWT provider (kept across configs while a provider is unchanged).
     pub jwt: JwtProviders,
+    /// One book of leases per quota (kept across configs while a quota is unchanged).
+    pub quotas: Arc<HashMap<String, Arc<QuotaBook>>>,
     /// Filter chains by route name: the next build takes long-lived state over from here.
     pub route_filters: HashMap<String, Arc<RouteFilters>>,
     pub resources: ResourceSet,
 }
 
 /// What a build needs to know about the proxy it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BuildOptions {
     /// The proxy's `zone` label (zone-aware balancing).
     pub zone: Option<String>,
     /// Traffic workers: each new endpoint pool gets one idle stack per worker.
     pub workers: usize,
+    /// What new quota books share with the reporter.
+    pub quota_link: Arc<QuotaLink>,
 }
 
 impl Default for BuildOptions {
@@ -52,6 +57,7 @@ impl Default for BuildOptions {
         Self {
             zone: None,
             workers: 1,
+            quota_link: Arc::default(),
         }
     }
 }
@@ -80,6 +86,22 @@ impl Snapshot {
                 .map(|held| (*held.spec).clone()),
             Some(&previous.jwt),
         );
+        let quotas: Arc<HashMap<String, Arc<QuotaBook>>> = Arc::new(
+            resources
+                .quotas
+                .iter()
+                .map(|(name, held)| {
+                    let book = match previous.quotas.get(name) {
+                        Some(kept) if *kept.spec() == *held.spec => Arc::clone(kept),
+                        _ => Arc::new(QuotaBook::new(
+                            (*held.spec).clone(),
+                            Arc::clone(&options.quota_link),
+                        )),
+                    };
+                    (name.clone(), book)
+                })
+                .collect(),
+        );
         let mut route_filters = HashMap::new();
         let router = Router::with_filters(
             resources.routes.values().map(|held| Arc::clone(&held.spec)),
@@ -87,6 +109,7 @@ impl Snapshot {
                 let ctx = BuildContext {
                     consumers: &consumers,
                     verifiers: &jwt,
+                    quotas: &quotas,
                 };
                 let kept = previous.route_filters.get(&route.name).map(|f| &**f);
                 let filters = RouteFilters::build(route, ctx, kept)?;
@@ -98,6 +121,7 @@ impl Snapshot {
             router,
             clusters,
             jwt,
+            quotas,
             route_filters,
             resources,
         }

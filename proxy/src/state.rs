@@ -66,6 +66,7 @@ impl ControlState {
             build: BuildOptions {
                 zone: labels.get("zone").cloned(),
                 workers,
+                quota_link: Arc::default(),
             },
             metrics: ControlMetrics::default(),
             traffic: (0..workers.max(1)).map(|_| Arc::default()).collect(),

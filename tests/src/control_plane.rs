@@ -223,6 +223,23 @@ impl ControlPlane {
         .await
     }
 
+    /// Creates consumer `name` (no scopes) and one API key for it; returns the key.
+    pub async fn consumer_with_key(&self, name: &str) -> String {
+        let consumer = serde_json::json!({ "name": name });
+        self.must("PUT", &format!("/api/v1/consumers/{name}"), Some(&consumer))
+            .await;
+        let empty = serde_json::json!({});
+        self.must(
+            "POST",
+            &format!("/api/v1/consumers/{name}/keys"),
+            Some(&empty),
+        )
+        .await["key"]
+            .as_str()
+            .expect("the key, shown once")
+            .to_owned()
+    }
+
     /// `DELETE /api/v1/routes/{name}`, must succeed.
     pub async fn delete_route(&self, name: &str) {
         self.must("DELETE", &format!("/api/v1/routes/{name}"), None)

@@ -52,18 +52,7 @@ async fn setup(cp: &ControlPlane, upstream: &Upstream) -> String {
     cp.put_cluster(&cluster("origin", &[(&upstream.address(), 1)]))
         .await;
     cp.put_route(&route("api", "/api", "origin")).await;
-    cp.must(
-        "PUT",
-        "/api/v1/consumers/alice",
-        Some(&json!({"name": "alice"})),
-    )
-    .await;
-    let key = cp
-        .must("POST", "/api/v1/consumers/alice/keys", Some(&json!({})))
-        .await["key"]
-        .as_str()
-        .expect("the key")
-        .to_owned();
+    let key = cp.consumer_with_key("alice").await;
     let mut keyed = route("keyed", "/keyed", "origin");
     keyed["auth"] = json!({"api_key": true});
     cp.put_route(&keyed).await;

@@ -6,8 +6,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    clusters, consumers, health, jwt_providers, keys, proxies, quotas, revisions, routes, system,
-    usage,
+    clusters, consumers, health, jwt_providers, keys, proxies, quota_usage, quotas, revisions,
+    routes, system, usage,
 };
 
 /// The admin API description.
@@ -27,6 +27,7 @@ use super::{
         jwt_providers::list, jwt_providers::create, jwt_providers::read, jwt_providers::put,
         jwt_providers::delete,
         quotas::list, quotas::create, quotas::read, quotas::put, quotas::delete,
+        quota_usage::get,
         proxies::list, health::get, usage::get,
         revisions::list, revisions::get, revisions::rollback,
         system::healthz, system::metrics, system::openapi,
@@ -38,7 +39,7 @@ use super::{
         (name = "routes", description = "Routing rules"),
         (name = "consumers", description = "API callers"),
         (name = "jwt-providers", description = "JWT issuers"),
-        (name = "quotas", description = "Fleet-wide budgets"),
+        (name = "quotas", description = "Fleet-wide budgets and their use"),
         (name = "fleet", description = "Connected proxies, endpoint health and usage"),
         (name = "revisions", description = "History and rollback"),
         (name = "system", description = "Health, metrics, this document"),

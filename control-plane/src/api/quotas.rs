@@ -1,4 +1,5 @@
-//! `/api/v1/quotas`: fleet-wide request budgets per consumer.
+//! `/api/v1/quotas`: fleet-wide request budgets per consumer (their use per consumer is served
+//! by [`super::quota_usage`]).
 
 use crate::model::{Kind, Quota};
 

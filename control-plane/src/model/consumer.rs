@@ -1,9 +1,9 @@
 //! `consumers`: API callers. A consumer has scopes and optionally a quota; its API keys are
 //! managed by their own endpoints and are not part of the spec written through `PUT`.
 //!
-//! `quota` is kept (and checked as a reference, so a quota in use cannot be deleted) although
-//! the proxy charges no quota yet: routes cannot name one until it does, so a consumer's quota
-//! assigns a stored budget without changing any request.
+//! `quota` names the fleet-wide budget charged for every request the consumer makes (on any
+//! route; a route's own `quota` is charged too). It is checked as a reference, so a quota in
+//! use cannot be deleted.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

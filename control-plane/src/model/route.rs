@@ -3,9 +3,9 @@
 //!
 //! The match is optional: an empty match is a catch-all. At most one path matcher is set.
 //! Policies that need a caller identity (`rate_limit.by: consumer`) require `auth`. The
-//! clusters and the JWT provider a route names are recorded as references (with their field
-//! paths) while parsing, for the store to check. `quota` and `compress: true` are refused
-//! (400) until the proxy enforces them.
+//! clusters, the JWT provider and the quota a route names are recorded as references (with
+//! their field paths) while parsing, for the store to check. `compress: true` is refused (400)
+//! until the proxy compresses responses.
 
 use std::collections::BTreeMap;
 
@@ -58,8 +58,8 @@ pub struct Route {
     /// Per-proxy request rate limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
-    /// Name of a fleet-wide quota charged per consumer. Refused (400) until the proxy enforces
-    /// quotas; always `None` in a route validated now (older stored routes may carry one).
+    /// Name of a fleet-wide quota charged per consumer (unauthenticated callers share one
+    /// budget, consumer `""`); over it the proxy answers 429.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
     /// Whole-request timeout (1–3600000).

@@ -1,5 +1,5 @@
-//! Usage retention: deletes the usage of minutes older than `--usage-retention`, once at start
-//! and then every minute, until shutdown. Every replica sharing a database prunes; the deletes
+//! Usage retention: deletes the usage of minutes older than `--usage-retention`, and the quota
+//! windows that ended before then, once at start and then every minute, until shutdown. Every replica sharing a database prunes; the deletes
 //! are idempotent, so they need no coordination.
 
 use std::future::Future;

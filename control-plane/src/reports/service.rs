@@ -5,14 +5,22 @@
 //! control plane shuts down — the node's view is forgotten: proxies that disconnect stop
 //! counting.
 //!
-//! Usage batches are written to the store inline, one transaction per message (a proxy sends
-//! at most one a second; a slow database delays this stream's next messages, no other
-//! stream's), and answered with `ReportResponse { usage_acked }` once committed. When the
-//! write fails nothing is answered: the proxy keeps the batches and resends them, and the
-//! store counts each batch once. Nothing else is answered yet (no quota grants).
+//! Usage batches (with the quota consumption they carry) are written to the store inline, one
+//! transaction per message (a proxy sends at most one a second; a slow database delays this
+//! stream's next messages, no other stream's), and answered with `ReportResponse {
+//! usage_acked }` once committed. When the write fails nothing is answered: the proxy keeps
+//! the batches and resends them, and the store counts each batch once.
+//!
+//! Quota requests (a proxy's lease running low) are granted in one transaction per message,
+//! after its usage, and every one of them is answered in `ReportResponse.grants` (with the
+//! usage acknowledgement when the message had both) once committed. When the grant fails
+//! nothing is granted or answered: the proxy falls back to the quota's `on_unavailable` after
+//! its own timeout. A grant answer is waited for (bounded) rather than dropped like an
+//! acknowledgement, since its tokens are already counted as granted.
 //!
 //! The stream ends with `InvalidArgument` when the first message has no node id, a later one
-//! names another node or process, or usage comes before any `instance_id`.
+//! names another node or process, usage comes before any `instance_id`, or a message holds
+//! more than [`MAX_REQUESTS`] quota requests.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,8 +37,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::health::{HealthView, MAX_NAME_BYTES, Report, StreamId};
 use crate::metrics::Metrics;
+use crate::store::quotas::MAX_REQUESTS;
 use crate::store::usage::MAX_INSTANCE_ID_BYTES;
-use crate::store::{Store, UsageBatch, UsageCounter};
+use crate::store::{QuotaConsumption, QuotaGrant, QuotaRequest, Store, UsageBatch, UsageCounter};
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ReportResponse, Status>> + Send + 'static>>;
 
@@ -39,6 +48,9 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<ReportResponse, Status>> 
 const RESPONSE_QUEUE: usize = 8;
 /// How long a refused stream waits to queue its error before closing without it.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+/// How long an answer carrying grants waits for room in the response queue before it is
+/// dropped (its tokens are then never spent: the budget undershoots, never overshoots).
+const GRANT_WAIT: Duration = Duration::from_secs(2);
 
 /// The report service, shared by every stream.
 #[derive(Clone, Debug)]
@@ -150,18 +162,65 @@ impl ReportStream {
     ) -> Result<(), Status> {
         let node_id = self.identify(&request.node_id)?;
         self.instance_id = self.identify_instance(&request.instance_id)?;
+        if request.quota_requests.len() > MAX_REQUESTS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_REQUESTS} quota_requests per message"
+            )));
+        }
         let batches = std::mem::take(&mut request.usage_batches);
+        let quota_requests = std::mem::take(&mut request.quota_requests);
         self.on_health(&node_id, request);
-        if batches.is_empty() {
+        let mut acked = None;
+        if !batches.is_empty() {
+            let Some(instance_id) = &self.instance_id else {
+                return Err(Status::invalid_argument(
+                    "usage_batches need an instance_id (set on the first message)",
+                ));
+            };
+            acked = self.on_usage(&node_id, instance_id, batches).await;
+        }
+        let grants = if quota_requests.is_empty() {
+            Vec::new()
+        } else {
+            self.on_quota_requests(&node_id, quota_requests).await
+        };
+        if acked.is_none() && grants.is_empty() {
             return Ok(());
         }
-        let Some(instance_id) = &self.instance_id else {
-            return Err(Status::invalid_argument(
-                "usage_batches need an instance_id (set on the first message)",
-            ));
+        // `usage_acked` 0 acknowledges nothing (proxies number batches from 1).
+        let answer = ReportResponse {
+            usage_acked: acked.unwrap_or(0),
+            grants,
         };
-        self.on_usage(&node_id, instance_id, batches, out).await;
+        self.send(&node_id, answer, out).await;
         Ok(())
+    }
+
+    /// Queues `answer`: an acknowledgement only if there is room (they are cumulative: one
+    /// dropped is made up by the next), grants waiting for room (bounded).
+    async fn send(
+        &self,
+        node_id: &str,
+        answer: ReportResponse,
+        out: &mpsc::Sender<Result<ReportResponse, Status>>,
+    ) {
+        if answer.grants.is_empty() {
+            if out.try_send(Ok(answer)).is_err() {
+                tracing::debug!(
+                    node_id,
+                    "usage acknowledgement dropped: the proxy is not reading"
+                );
+            }
+            return;
+        }
+        let sent = tokio::time::timeout(GRANT_WAIT, out.send(Ok(answer))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.metrics.quota_grants_dropped();
+            tracing::warn!(
+                node_id,
+                "quota grants not delivered: the proxy is not reading or has gone"
+            );
+        }
     }
 
     fn on_health(&mut self, node_id: &str, request: ReportRequest) {
@@ -197,22 +256,21 @@ impl ReportStream {
         }
     }
 
-    /// Stores the message's usage and acknowledges it once committed; on a failure logs and
-    /// answers nothing, so the proxy resends.
+    /// Stores the message's usage; the acknowledgement once committed. On a failure logs
+    /// and returns `None` (nothing is acknowledged, so the proxy resends).
     async fn on_usage(
         &self,
         node_id: &str,
         instance_id: &str,
         batches: Vec<proto::UsageBatch>,
-        out: &mpsc::Sender<Result<ReportResponse, Status>>,
-    ) {
+    ) -> Option<u64> {
         let batches = batches.into_iter().map(usage_batch).collect();
         let recorded = match self.store.record_usage(node_id, instance_id, batches).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 self.metrics.usage_write_failed();
                 tracing::warn!(node_id, %error, "usage not stored; the proxy will resend it");
-                return;
+                return None;
             }
         };
         self.metrics.usage_recorded(&recorded);
@@ -231,15 +289,38 @@ impl ReportStream {
                 "the proxy could not count some requests (its usage buffer was full)"
             );
         }
-        let ack = ReportResponse {
-            usage_acked: recorded.acked,
-            ..Default::default()
-        };
-        if out.try_send(Ok(ack)).is_err() {
-            tracing::debug!(
-                node_id,
-                "usage acknowledgement dropped: the proxy is not reading"
-            );
+        Some(recorded.acked)
+    }
+
+    /// Grants the message's quota requests; empty (nothing granted) when the store fails.
+    async fn on_quota_requests(
+        &self,
+        node_id: &str,
+        requests: Vec<proto::QuotaRequest>,
+    ) -> Vec<proto::QuotaGrant> {
+        let requests: Vec<QuotaRequest> = requests
+            .into_iter()
+            .map(|r| QuotaRequest {
+                quota: r.quota,
+                consumer: r.consumer,
+                want: r.want,
+            })
+            .collect();
+        match self.store.grant_quota(&requests, SystemTime::now()).await {
+            Ok(grants) => {
+                self.metrics.quota_granted(&grants);
+                grants.into_iter().map(quota_grant).collect()
+            }
+            Err(error) => {
+                self.metrics.quota_grant_failed();
+                tracing::warn!(
+                    node_id,
+                    %error,
+                    requests = requests.len(),
+                    "quota requests not granted; the proxy falls back to on_unavailable"
+                );
+                Vec::new()
+            }
         }
     }
 
@@ -281,6 +362,17 @@ fn usage_batch(batch: proto::UsageBatch) -> UsageBatch {
     UsageBatch {
         sequence: batch.sequence,
         dropped_requests: batch.dropped_requests,
+        quota_used: batch
+            .quota_used
+            .into_iter()
+            .map(|q| QuotaConsumption {
+                quota: q.quota,
+                consumer: q.consumer,
+                used: q.used,
+                window_start_unix_s: q.window_start_unix_s,
+                unleased: q.unleased,
+            })
+            .collect(),
         counters: batch
             .counters
             .into_iter()
@@ -297,6 +389,19 @@ fn usage_batch(batch: proto::UsageBatch) -> UsageBatch {
                 minute_unix_s: c.minute_unix_s,
             })
             .collect(),
+    }
+}
+
+fn quota_grant(grant: QuotaGrant) -> proto::QuotaGrant {
+    proto::QuotaGrant {
+        quota: grant.quota,
+        consumer: grant.consumer,
+        granted: grant.granted,
+        window_start_unix_s: grant.window_start_unix_s,
+        window_end_unix_ms: grant.window_end_unix_ms,
+        exhausted: grant.exhausted,
+        limit: grant.limit,
+        window_granted: grant.window_granted,
     }
 }
 

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use switchyard_proto::v1 as pb;
 
 use crate::model::cluster::{self, HashOn, LbPolicy};
-use crate::model::quota::QuotaWindow;
+use crate::model::quota::{QuotaUnavailable, QuotaWindow};
 use crate::model::route::{self, RateLimitKey, RetryOn};
 use crate::model::{Cluster, Consumer, JwtProvider, Kind, Quota, Route};
 
@@ -273,6 +273,10 @@ pub fn quota_to_proto(name: &str, q: &Quota) -> pb::Quota {
             QuotaWindow::Minute => pb::QuotaWindow::Minute,
             QuotaWindow::Hour => pb::QuotaWindow::Hour,
             QuotaWindow::Day => pb::QuotaWindow::Day,
+        } as i32,
+        on_unavailable: match q.on_unavailable {
+            QuotaUnavailable::Allow => pb::QuotaUnavailable::Allow,
+            QuotaUnavailable::Deny => pb::QuotaUnavailable::Deny,
         } as i32,
     }
 }

@@ -12,8 +12,13 @@
 //! Counters only grow, by upserts that add (`requests = requests + excluded.requests`), in key
 //! order: replicas sharing a PostgreSQL may add to the same minute at once.
 //!
+//! A batch also carries the requests let through against each quota
+//! ([`super::quotas::QuotaConsumption`]); they are added to the quota windows in the same
+//! transaction, so they too count exactly once.
+//!
 //! # Layout
-//! - [`tally`]: checks and sums one report's counters before they are written.
+//! - [`tally`]: checks and sums one report's counters and quota consumption before they are
+//!   written.
 //! - [`latency`]: [`LatencyHistogram`], merging and percentiles.
 //!
 //! It does not know the config: keys are stored as reported, and the usage of a deleted route
@@ -23,19 +28,19 @@ mod latency;
 mod tally;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+pub use super::columns::{MAX_KEY_BYTES, MAX_VALUE};
+use super::columns::{ROWS_PER_STATEMENT, from_column, multi_row_insert, to_column};
+use super::quotas::{self, QuotaConsumption};
 use super::{Backend, StoreError};
 pub use latency::LatencyHistogram;
 use tally::{CounterKey, Tally, Totals};
-pub use tally::{InvalidCounter, MAX_BUCKETS, MAX_KEY_BYTES, MAX_VALUE};
+pub use tally::{InvalidCounter, MAX_BUCKETS};
 
 /// The longest instance id accepted, in bytes.
 pub const MAX_INSTANCE_ID_BYTES: usize = 128;
-/// Rows per multi-row upsert (at most 8 parameters each: far below SQLite's and PostgreSQL's limits).
-const ROWS_PER_STATEMENT: usize = 200;
 
 /// One flush of a proxy's usage counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +51,8 @@ pub struct UsageBatch {
     pub counters: Vec<UsageCounter>,
     /// Requests the proxy could not count (its buffer was full).
     pub dropped_requests: u64,
+    /// Requests let through against quotas since the previous batch.
+    pub quota_used: Vec<QuotaConsumption>,
 }
 
 /// Requests of one route, consumer, status class and minute, as a proxy reports them.
@@ -84,12 +91,18 @@ pub struct UsageRecorded {
     pub duplicates: u64,
     /// Counters stored.
     pub counters: u64,
-    /// Counters skipped as invalid.
+    /// Quota consumption entries stored.
+    pub quota_entries: u64,
+    /// Counters and quota consumption entries skipped as invalid.
     pub invalid: u64,
-    /// Why the first skipped counter was skipped.
+    /// Why the first skipped entry was skipped.
     pub first_invalid: Option<InvalidCounter>,
     /// Requests the proxy could not count, summed over the batches stored now.
     pub dropped_requests: u64,
+    /// Requests let through against quotas, summed over the entries stored now.
+    pub quota_used: u64,
+    /// Of those, the ones let through without a lease.
+    pub quota_unleased: u64,
 }
 
 /// The dimension usage is summed by (over the other one).
@@ -196,13 +209,20 @@ async fn record_in(
                 for counter in batch.counters {
                     tally.add(counter);
                 }
+                for consumption in batch.quota_used {
+                    tally.add_quota(consumption);
+                }
             }
             Ok(_) => recorded.duplicates += 1,
-            Err(_) => tally.skip(batch.counters.len(), InvalidCounter::Sequence),
+            Err(_) => tally.skip(
+                batch.counters.len() + batch.quota_used.len(),
+                InvalidCounter::Sequence,
+            ),
         }
     }
     upsert_counters(tx, &tally.counters).await?;
     upsert_latency(tx, &tally.latency).await?;
+    quotas::add_consumed(tx, &tally.quota).await?;
     if newest > stored {
         sqlx::query("UPDATE usage_instances SET last_sequence = $1 WHERE instance_id = $2")
             .bind(newest)
@@ -212,6 +232,11 @@ async fn record_in(
     }
     recorded.acked = u64::try_from(newest).unwrap_or(0);
     recorded.counters = tally.accepted;
+    recorded.quota_entries = tally.quota_accepted;
+    for sums in tally.quota.values() {
+        recorded.quota_used = recorded.quota_used.saturating_add(sums.used);
+        recorded.quota_unleased = recorded.quota_unleased.saturating_add(sums.unleased);
+    }
     recorded.invalid = tally.invalid;
     recorded.first_invalid = tally.first_invalid;
     Ok(recorded)
@@ -281,22 +306,6 @@ async fn upsert_latency(
         query.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// `head ($1, …, $columns), (…), … tail` for `rows` rows.
-fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
-    sql.push_str(head);
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
 }
 
 /// `SELECT`s of the sums since `$1`, by the column `$by`.
@@ -408,32 +417,4 @@ pub(super) async fn prune(pool: &AnyPool, before_minute_unix_s: i64) -> Result<u
         .await?
         .rows_affected();
     Ok(deleted)
-}
-
-/// A count as stored (checked counts are far below `i64::MAX`).
-fn to_column(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// A stored count (never negative unless the database was edited by hand).
-fn from_column(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_row_inserts_number_their_placeholders() {
-        assert_eq!(
-            multi_row_insert(
-                "INSERT INTO t (a, b) VALUES ",
-                2,
-                3,
-                " ON CONFLICT DO NOTHING"
-            ),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
-        );
-    }
 }

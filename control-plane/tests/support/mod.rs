@@ -1,8 +1,29 @@
 //! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test, so tests run
-//! in parallel without seeing each other's data.
+//! in parallel without seeing each other's data. [`control_plane`] starts a real control
+//! plane; [`report_stream`] opens a report stream the way a proxy does.
 #![allow(dead_code)]
 
+pub mod control_plane;
 pub mod report_stream;
+
+/// Runs each listed async fn with a fresh SQLite store and a fresh PostgreSQL store.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_store().await).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_store().await).await } )* }
+    };
+}
+
+/// Runs each listed async fn with the URL of a fresh SQLite file and of a fresh PostgreSQL
+/// database (a test may open several stores on it, as replicas do).
+#[macro_export]
+macro_rules! on_both_database_urls {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $case() { super::$case(super::support::sqlite_url()).await } )* }
+        mod postgres { $( #[tokio::test] async fn $case() { super::$case(super::support::postgres_database_url().await).await } )* }
+    };
+}
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -31,6 +31,8 @@ pub struct Identity {
     pub name: Arc<str>,
     /// Sorted, deduplicated.
     pub scopes: Box<[String]>,
+    /// The quota this consumer's requests are charged to (API-key consumers only).
+    pub quota: Option<Box<str>>,
     /// `name` as the `x-consumer` value.
     header: HeaderValue,
 }
@@ -44,6 +46,7 @@ impl Identity {
         Some(Self {
             name: name.into(),
             scopes: scopes.into_boxed_slice(),
+            quota: None,
             header,
         })
     }
@@ -88,10 +91,11 @@ impl ConsumerIndex {
     pub fn build<'a>(consumers: impl IntoIterator<Item = &'a ConsumerSpec>) -> Self {
         let mut by_hash = HashMap::default();
         for consumer in consumers {
-            let Some(identity) = Identity::new(&consumer.name, consumer.scopes.clone()) else {
+            let Some(mut identity) = Identity::new(&consumer.name, consumer.scopes.clone()) else {
                 tracing::warn!(consumer = %consumer.name, "consumer name is not a valid header value; its keys are ignored");
                 continue;
             };
+            identity.quota = (!consumer.quota.is_empty()).then(|| consumer.quota.as_str().into());
             let identity = Arc::new(identity);
             for key in &consumer.keys {
                 if let Some(other) = by_hash.insert(key.sha256, Arc::clone(&identity)) {

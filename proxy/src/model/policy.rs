@@ -24,6 +24,8 @@ pub struct RoutePolicies {
     /// Dotted paths, split into segments.
     pub remove_response_fields: Vec<Vec<String>>,
     pub cache: Option<CacheSpec>,
+    /// The quota charged per consumer on this route.
+    pub quota: Option<String>,
 }
 
 impl RoutePolicies {
@@ -147,6 +149,7 @@ impl TryFrom<&v1::Route> for RoutePolicies {
                     }),
                 })
                 .transpose()?,
+            quota: (!proto.quota.is_empty()).then(|| proto.quota.clone()),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! (anchored to the whole path), methods and header names parsed, the action checked.
 //!
 //! Policies (auth, rate limits, transforms…) are validated by [`super::policy`] and carried as
-//! [`RoutePolicies`]; `quota`, `compress` are not carried over yet.
+//! [`RoutePolicies`]; `compress` is not carried over yet.
 
 use std::time::Duration;
 

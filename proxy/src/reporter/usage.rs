@@ -84,10 +84,10 @@ impl UsageQueue {
         }
     }
 
-    /// Closes the open batch (when it holds anything) under the next sequence number, then
-    /// enforces the memory bound.
-    pub fn cut(&mut self) {
-        if self.open.is_empty() && self.open_dropped == 0 {
+    /// Closes the open batch, with `quota_used` (what quotas let through since the last cut),
+    /// under the next sequence number when it holds anything; then enforces the memory bound.
+    pub fn cut(&mut self, quota_used: Vec<v1::QuotaConsumption>) {
+        if self.open.is_empty() && self.open_dropped == 0 && quota_used.is_empty() {
             return;
         }
         let mut counters: Vec<v1::UsageCounter> = self.open.drain().map(|(_, c)| c).collect();
@@ -96,6 +96,7 @@ impl UsageQueue {
             sequence: self.next_sequence,
             counters,
             dropped_requests: std::mem::take(&mut self.open_dropped),
+            quota_used,
         };
         self.next_sequence += 1;
         self.pending.push_back(Pending {
@@ -145,6 +146,9 @@ impl UsageQueue {
         counters.sort_by(|a, b| key_order(a).cmp(&key_order(b)));
         newer.counters = counters;
         newer.dropped_requests += older.batch.dropped_requests;
+        let mut quota_used = older.batch.quota_used;
+        quota_used.append(&mut newer.quota_used);
+        newer.quota_used = merge_quota_used(quota_used);
         self.held = self.open.len()
             + self
                 .pending
@@ -163,7 +167,7 @@ impl UsageQueue {
         self.held -= cut;
         self.open_dropped += requests;
         self.dropped_total += requests;
-        if batch.counters.is_empty() {
+        if batch.counters.is_empty() && batch.quota_used.is_empty() {
             // Its own report of earlier losses goes with the next batch.
             self.open_dropped += batch.dropped_requests;
             self.pending.remove(index);
@@ -207,6 +211,36 @@ impl UsageQueue {
     pub fn unacknowledged(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// Sums consumption of the same (quota, consumer, window).
+fn merge_quota_used(used: Vec<v1::QuotaConsumption>) -> Vec<v1::QuotaConsumption> {
+    let mut merged: HashMap<(String, String, u64), v1::QuotaConsumption> = HashMap::new();
+    for item in used {
+        let key = (
+            item.quota.clone(),
+            item.consumer.clone(),
+            item.window_start_unix_s,
+        );
+        match merged.get_mut(&key) {
+            Some(into) => {
+                into.used += item.used;
+                into.unleased += item.unleased;
+            }
+            None => {
+                merged.insert(key, item);
+            }
+        }
+    }
+    let mut merged: Vec<_> = merged.into_values().collect();
+    merged.sort_by(|a, b| {
+        (&a.quota, &a.consumer, a.window_start_unix_s).cmp(&(
+            &b.quota,
+            &b.consumer,
+            b.window_start_unix_s,
+        ))
+    });
+    merged
 }
 
 fn key_order(counter: &v1::UsageCounter) -> (u64, &str, &str, u32) {
@@ -296,8 +330,8 @@ mod tests {
             counter("api", 60, 1, &[(1023, 1)]),
             counter("web", 60, 1, &[]),
         ]));
-        queue.cut();
-        queue.cut();
+        queue.cut(Vec::new());
+        queue.cut(Vec::new());
         let sent = queue.unsent();
         assert_eq!(sent.len(), 1, "an empty interval cuts no batch");
         let batch = &sent[0];
@@ -324,7 +358,7 @@ mod tests {
         let mut queue = UsageQueue::with_bound(4);
         // Sent once (the control plane may hold it): never merged nor dropped.
         queue.add(flush(vec![counter("sent", 0, 1, &[])]));
-        queue.cut();
+        queue.cut(Vec::new());
         assert_eq!(queue.unsent().len(), 1);
         // Three unsent batches of the same two keys merge as they exceed the bound.
         for _ in 0..3 {
@@ -332,7 +366,7 @@ mod tests {
                 counter("api", 60, 1, &[]),
                 counter("web", 60, 1, &[]),
             ]));
-            queue.cut();
+            queue.cut(Vec::new());
         }
         assert_eq!(queue.unacknowledged(), 2, "the sent one + one merged batch");
         queue.new_stream();
@@ -350,16 +384,16 @@ mod tests {
             counter("a", 0, 5, &[]),
             counter("b", 0, 1, &[]),
         ]));
-        queue.cut();
+        queue.cut(Vec::new());
         queue.add(flush(vec![counter("c", 60, 1, &[])]));
-        queue.cut();
-        queue.cut();
+        queue.cut(Vec::new());
+        queue.cut(Vec::new());
         assert_eq!(
             queue.dropped_total, 5,
             "the oldest counter (a: 5 requests) went"
         );
         queue.add(flush(vec![]));
-        queue.cut();
+        queue.cut(Vec::new());
         let batches = queue.unsent();
         let told: u64 = batches.iter().map(|b| b.dropped_requests).sum();
         assert_eq!(told, 5, "the next batch reports what was lost");

@@ -7,16 +7,12 @@ use super::*;
 use crate::model::syntax;
 use crate::model::walk::{Errors, Obj, as_str};
 
-/// Why a route's `quota` is refused until the proxy enforces quotas.
-const QUOTA_NOT_ENFORCED: &str = "not supported yet: the proxy does not enforce quotas on \
-     routes (fleet-wide accounting comes with usage reports); remove the field";
-
 /// Why `compress: true` is refused until the proxy compresses responses.
 const COMPRESS_NOT_ENFORCED: &str =
     "not supported yet: the proxy does not compress responses; remove the field or set it to false";
 
 /// Reads and checks a route spec; the result is only meaningful when `errs` stays empty. The
-/// clusters and JWT provider it names are recorded in `errs` as references.
+/// clusters, JWT provider and quota it names are recorded in `errs` as references.
 pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
     let matcher = obj
         .obj("match", errs)
@@ -85,12 +81,10 @@ pub(in crate::model) fn parse(obj: &mut Obj<'_>, errs: &mut Errors) -> Route {
             "consumer needs auth on the route to identify the caller",
         );
     }
-    // Not enforced by the proxy yet: refused rather than stored and ignored.
-    obj.ignore("quota");
-    if obj.has("quota") {
-        errs.add(obj.path_of("quota"), QUOTA_NOT_ENFORCED);
+    let quota = obj.take("quota", errs, |v| as_str(v).and_then(syntax::name));
+    if let Some(q) = &quota {
+        errs.refer(obj.path_of("quota"), Kind::Quota, q);
     }
-    let quota = None;
     let timeout_ms = obj.int("timeout_ms", 1..=3_600_000, errs).map(|n| n as u32);
     let retries = obj.obj("retries", errs).and_then(|o| retries(o, errs));
     let per_try = retries.as_ref().and_then(|r| r.per_try_timeout_ms);

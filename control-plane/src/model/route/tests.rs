@@ -362,11 +362,33 @@ fn references_name_each_field() {
 }
 
 #[test]
-fn unenforced_fields_are_refused() {
-    let errs = check(with(json!({"quota": "gold", "auth": {"api_key": true}}))).unwrap_err();
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(errs[0].0, "quota");
-    assert!(errs[0].1.contains("not supported yet"), "{errs:?}");
+fn quota_is_a_reference_and_compress_is_refused() {
+    let mut errs = Errors::default();
+    let body = with(json!({"quota": "gold"}));
+    let mut obj = Obj::new("", &body, &mut errs).unwrap();
+    let r = parse(&mut obj, &mut errs);
+    assert!(errs.is_empty(), "{:?}", errs.into_vec());
+    assert_eq!(r.quota.as_deref(), Some("gold"));
+    let refs: Vec<_> = errs
+        .references()
+        .iter()
+        .map(|r| (r.field.as_str(), r.kind, r.name.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("cluster", Kind::Cluster, "web"),
+            ("quota", Kind::Quota, "gold")
+        ]
+    );
+    assert_eq!(
+        serde_json::to_value(&r).unwrap()["quota"],
+        json!("gold"),
+        "stored as given"
+    );
+    assert_eq!(fields(with(json!({"quota": "Gold"}))), ["quota"]);
+    assert_eq!(fields(with(json!({"quota": 5}))), ["quota"]);
+
     let errs = check(with(json!({"compress": true}))).unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].0, "compress");

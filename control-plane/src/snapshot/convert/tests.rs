@@ -104,6 +104,7 @@ fn full_route_round_trips() {
             "remove_response_fields": ["user.password"],
             "auth": {"api_key": true, "jwt": "idp", "scopes": ["read"]},
             "rate_limit": {"requests": 100, "per_seconds": 60, "by": "consumer"},
+            "quota": "gold",
             "timeout_ms": 5000,
             "retries": {"attempts": 3, "on": ["reset", "5xx"], "per_try_timeout_ms": 1000},
             "cors": {"allow_origins": ["https://app.example.com"], "allow_methods": ["get"],
@@ -158,8 +159,7 @@ fn full_route_round_trips() {
             per_seconds: 60,
             by: pb::RateLimitKey::Consumer as i32,
         }),
-        // quota and compress are refused by validation until the proxy enforces them.
-        quota: String::new(),
+        quota: "gold".into(),
         timeout_ms: 5000,
         retries: Some(pb::Retries {
             attempts: 3,
@@ -236,7 +236,25 @@ fn other_kinds() {
     assert_eq!(jwks["keys"][0]["kty"], "oct");
     assert_eq!(j.algorithms, ["HS256"]);
     let q: pb::Quota = convert(Kind::Quota, json!({"limit": 1000, "window": "day"}));
-    assert_eq!((q.limit, q.window), (1000, pb::QuotaWindow::Day as i32));
+    assert_eq!(
+        (q.limit, q.window, q.on_unavailable),
+        (
+            1000,
+            pb::QuotaWindow::Day as i32,
+            pb::QuotaUnavailable::Allow as i32
+        )
+    );
+    let q: pb::Quota = convert(
+        Kind::Quota,
+        json!({"limit": 5, "window": "minute", "on_unavailable": "deny"}),
+    );
+    assert_eq!(
+        (q.window, q.on_unavailable),
+        (
+            pb::QuotaWindow::Minute as i32,
+            pb::QuotaUnavailable::Deny as i32
+        )
+    );
 }
 
 #[test]

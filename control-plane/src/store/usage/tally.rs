@@ -1,19 +1,16 @@
-//! Checks and sums the usage counters of one report before they are written. A bad counter is
-//! skipped and counted (never an error of the whole report); the good ones are summed per key
-//! in key order, the order their rows are upserted in, so writers sharing a PostgreSQL lock
-//! rows in one order and cannot deadlock each other.
+//! Checks and sums the usage counters and quota consumption of one report before they are
+//! written. A bad entry is skipped and counted (never an error of the whole report); the good
+//! ones are summed per key in key order, the order their rows are upserted in, so writers
+//! sharing a PostgreSQL lock rows in one order and cannot deadlock each other.
 
 use std::collections::BTreeMap;
 
 use super::UsageCounter;
+use crate::store::columns::{MAX_KEY_BYTES, MAX_VALUE};
+use crate::store::quotas::{Consumed, QuotaConsumption, WindowKey};
 
-/// The longest route or consumer name accepted, in bytes (a consumer may be a JWT `sub`).
-pub const MAX_KEY_BYTES: usize = 256;
 /// The most latency buckets accepted in one counter.
 pub const MAX_BUCKETS: usize = 512;
-/// The largest count, byte total or latency sum (µs: 285 years) accepted in one counter (2^53: exact in a JSON number),
-/// so sums of many counters stay far from the 64-bit limit of the columns.
-pub const MAX_VALUE: u64 = 1 << 53;
 
 /// Why a counter was skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,8 +21,8 @@ pub enum InvalidCounter {
     /// `minute_unix_s` not the start of a minute, or past the 64-bit signed range.
     #[error("minute_unix_s must be a multiple of 60")]
     Minute,
-    /// A route or consumer name over [`MAX_KEY_BYTES`].
-    #[error("route and consumer must be at most {MAX_KEY_BYTES} bytes")]
+    /// A route, consumer or quota name over [`MAX_KEY_BYTES`] (or an empty quota name).
+    #[error("route, consumer and quota names must be at most {MAX_KEY_BYTES} bytes")]
     NameTooLong,
     /// A count, byte total or latency sum over [`MAX_VALUE`].
     #[error("counts, byte totals and latency sums must be at most 2^53")]
@@ -41,6 +38,13 @@ pub enum InvalidCounter {
     /// The counter's batch has a sequence number past the 64-bit signed range.
     #[error("batch sequence numbers must be below 2^63")]
     Sequence,
+    /// Quota consumption whose `window_start_unix_s` is not the start of a minute, or past
+    /// the 64-bit signed range.
+    #[error("quota window_start_unix_s must be a multiple of 60")]
+    QuotaWindow,
+    /// Quota consumption with more `unleased` than `used`.
+    #[error("quota unleased must not exceed used")]
+    Unleased,
 }
 
 /// What one row of `usage_counters` is keyed by.
@@ -76,9 +80,13 @@ pub struct Tally {
     pub counters: BTreeMap<CounterKey, Totals>,
     /// Latency counts per key and bucket bound (µs, at most `i64::MAX`).
     pub latency: BTreeMap<(CounterKey, i64), u64>,
+    /// Quota consumption per window row.
+    pub quota: BTreeMap<WindowKey, Consumed>,
     /// Counters taken.
     pub accepted: u64,
-    /// Counters skipped.
+    /// Quota consumption entries taken.
+    pub quota_accepted: u64,
+    /// Counters and quota consumption entries skipped.
     pub invalid: u64,
     /// Why the first skipped counter was skipped.
     pub first_invalid: Option<InvalidCounter>,
@@ -126,6 +134,40 @@ impl Tally {
         totals.bytes_out = totals.bytes_out.saturating_add(counter.bytes_out);
         totals.latency_sum_us = totals.latency_sum_us.saturating_add(counter.latency_sum_us);
     }
+
+    /// Adds quota `consumption`, or counts it as invalid.
+    pub fn add_quota(&mut self, consumption: QuotaConsumption) {
+        if let Err(reason) = check_quota(&consumption) {
+            self.skip(1, reason);
+            return;
+        }
+        self.quota_accepted += 1;
+        let key = WindowKey {
+            // `check_quota` bounded it to i64.
+            window_start_unix_s: consumption.window_start_unix_s as i64,
+            quota: consumption.quota,
+            consumer: consumption.consumer,
+        };
+        let sums = self.quota.entry(key).or_default();
+        sums.used = sums.used.saturating_add(consumption.used);
+        sums.unleased = sums.unleased.saturating_add(consumption.unleased);
+    }
+}
+
+fn check_quota(c: &QuotaConsumption) -> Result<(), InvalidCounter> {
+    if !c.window_start_unix_s.is_multiple_of(60) || i64::try_from(c.window_start_unix_s).is_err() {
+        return Err(InvalidCounter::QuotaWindow);
+    }
+    if c.quota.is_empty() || c.quota.len() > MAX_KEY_BYTES || c.consumer.len() > MAX_KEY_BYTES {
+        return Err(InvalidCounter::NameTooLong);
+    }
+    if c.used > MAX_VALUE {
+        return Err(InvalidCounter::TooLarge);
+    }
+    if c.unleased > c.used {
+        return Err(InvalidCounter::Unleased);
+    }
+    Ok(())
 }
 
 /// The counter's status class as stored, if the counter is valid.
@@ -268,6 +310,86 @@ mod tests {
             assert_eq!((tally.accepted, tally.invalid), (1, 1), "{bad:?}");
             assert_eq!(tally.first_invalid, Some(reason), "{bad:?}");
             assert_eq!(tally.counters.len(), 1);
+        }
+    }
+
+    fn consumption(quota: &str, consumer: &str, used: u64, unleased: u64) -> QuotaConsumption {
+        QuotaConsumption {
+            quota: quota.to_owned(),
+            consumer: consumer.to_owned(),
+            used,
+            window_start_unix_s: 1_704_067_200,
+            unleased,
+        }
+    }
+
+    #[test]
+    fn quota_consumption_is_summed_per_window_and_checked() {
+        let mut tally = Tally::default();
+        tally.add_quota(consumption("gold", "bob", 3, 1));
+        tally.add_quota(consumption("gold", "alice", 2, 0));
+        tally.add_quota(consumption("gold", "bob", 4, 4));
+        tally.add_quota(QuotaConsumption {
+            window_start_unix_s: 1_704_067_260,
+            ..consumption("gold", "bob", 1, 0)
+        });
+        assert_eq!((tally.quota_accepted, tally.invalid), (4, 0));
+        let rows: Vec<_> = tally
+            .quota
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.consumer.as_str(),
+                    k.window_start_unix_s,
+                    v.used,
+                    v.unleased,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("alice", 1_704_067_200, 2, 0),
+                ("bob", 1_704_067_200, 7, 5),
+                ("bob", 1_704_067_260, 1, 0)
+            ]
+        );
+
+        for (bad, reason) in [
+            (
+                QuotaConsumption {
+                    window_start_unix_s: 1_704_067_201,
+                    ..consumption("gold", "", 1, 0)
+                },
+                InvalidCounter::QuotaWindow,
+            ),
+            (
+                QuotaConsumption {
+                    window_start_unix_s: u64::MAX - 15,
+                    ..consumption("gold", "", 1, 0)
+                },
+                InvalidCounter::QuotaWindow,
+            ),
+            (consumption("", "", 1, 0), InvalidCounter::NameTooLong),
+            (
+                consumption(&"q".repeat(MAX_KEY_BYTES + 1), "", 1, 0),
+                InvalidCounter::NameTooLong,
+            ),
+            (
+                consumption("gold", &"c".repeat(MAX_KEY_BYTES + 1), 1, 0),
+                InvalidCounter::NameTooLong,
+            ),
+            (
+                consumption("gold", "", MAX_VALUE + 1, 0),
+                InvalidCounter::TooLarge,
+            ),
+            (consumption("gold", "", 1, 2), InvalidCounter::Unleased),
+        ] {
+            let mut tally = Tally::default();
+            tally.add_quota(bad.clone());
+            assert_eq!((tally.quota_accepted, tally.invalid), (0, 1), "{bad:?}");
+            assert_eq!(tally.first_invalid, Some(reason), "{bad:?}");
+            assert!(tally.quota.is_empty());
         }
     }
 
