@@ -33,6 +33,8 @@ use usage::UsageQueue;
 
 /// Longest batching delay.
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the reporter waits for the other workers' flushes before sending usage.
+const FLUSH_GATHER: Duration = Duration::from_millis(50);
 /// Bound on the final flush at shutdown.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -226,15 +228,29 @@ async fn stream(
     tracing::debug!(%address, "report stream open");
     let mut tick = tokio::time::interval(BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Usage goes out shortly after the workers' flushes (they come together, on the second),
+    // not on the next tick: a request is counted by the control plane ~1 s after it ended.
+    let mut usage_due: Option<tokio::time::Instant> = None;
     loop {
+        let due = usage_due.unwrap_or_else(|| tokio::time::Instant::now() + BATCH_INTERVAL);
         tokio::select! {
             _ = tick.tick() => {
                 let health = tracker.changes(&shared.snapshot.load());
                 if let Some(message) = request(reporting, health, false) {
                     requests.send(message).await.map_err(|_| StreamError::Closed)?;
                 }
+                usage_due = None;
             }
-            Some(flush) = reporting.flushes.recv() => reporting.take(flush),
+            () = tokio::time::sleep_until(due), if usage_due.is_some() => {
+                usage_due = None;
+                if let Some(message) = request(reporting, None, false) {
+                    requests.send(message).await.map_err(|_| StreamError::Closed)?;
+                }
+            }
+            Some(flush) = reporting.flushes.recv() => {
+                reporting.take(flush);
+                usage_due.get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_GATHER);
+            }
             () = quota_link.wanted() => {
                 let quota_requests = quota_requests(&shared.snapshot.load());
                 if !quota_requests.is_empty() {
