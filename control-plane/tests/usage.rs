@@ -193,6 +193,52 @@ async fn two_replicas_on_one_postgres_answer_the_same() {
     assert_eq!(first["items"][0]["latency_ms"]["p50"], 3.0);
 }
 
+/// Runs one SQL statement on the PostgreSQL database `url` with `psql`.
+fn psql(url: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql {sql}");
+}
+
+/// A batch the database cannot take ends the stream instead of being skipped: a later batch's
+/// cumulative acknowledgement must never cover it. After reconnecting, the proxy's resend of
+/// both is stored, once.
+#[tokio::test]
+async fn a_batch_that_cannot_be_stored_ends_the_stream_and_is_resent() {
+    let url = support::postgres_database_url().await;
+    let h = start(&url).await;
+    let minute = this_minute();
+    let one = batch(1, vec![counter("web", "", 2, minute, &[(1_000, 5)])]);
+    let two = batch(2, vec![counter("web", "", 2, minute, &[(1_000, 3)])]);
+    let three = batch(3, vec![counter("web", "", 2, minute, &[(1_000, 2)])]);
+    let mut proxy = ReportStream::open_as(&h.xds_url, "p1", "run-1").await;
+    assert_eq!(proxy.report(vec![one]).await, 1);
+
+    psql(
+        &url,
+        "ALTER TABLE usage_counters RENAME TO usage_counters_away",
+    );
+    proxy
+        .send(ReportRequest {
+            usage_batches: vec![two.clone()],
+            ..Default::default()
+        })
+        .await;
+    let status = proxy.refusal().await;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    psql(
+        &url,
+        "ALTER TABLE usage_counters_away RENAME TO usage_counters",
+    );
+
+    let mut proxy = ReportStream::open_as(&h.xds_url, "p1", "run-1").await;
+    assert_eq!(proxy.report(vec![two, three]).await, 3);
+    let usage = h.usage("by=route&since=10m").await;
+    assert_eq!(usage["items"][0]["requests"], 10, "{usage}");
+}
+
 #[tokio::test]
 async fn usage_without_an_instance_id_is_refused() {
     let h = start(&support::sqlite_url()).await;

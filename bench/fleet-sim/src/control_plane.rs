@@ -1,6 +1,7 @@
 //! The control plane under test: either started here from a binary (temporary SQLite
-//! database, free loopback ports, optionally pinned with `taskset`, stopped by PID at the end)
-//! or one already running. Reads its resident memory and CPU time from `/proc/<pid>`.
+//! database or a given `--database-url`, free loopback ports, optionally pinned with
+//! `taskset`, stopped by PID at the end) or one already running. Reads its resident memory,
+//! CPU time and storage writes from `/proc/<pid>`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -60,13 +61,15 @@ impl ControlPlane {
         }
     }
 
-    /// Starts `binary` on a temporary SQLite database with free loopback ports and waits for
-    /// `/healthz`; `proxy_token`, when set, is the bootstrap token proxies must present
-    /// (passed as `PROXY_TOKEN`, so binaries without that setting simply ignore it).
+    /// Starts `binary` on `database_url` (default: a temporary SQLite database) with free
+    /// loopback ports and waits for `/healthz`; `proxy_token`, when set, is the bootstrap
+    /// token proxies must present (passed as `PROXY_TOKEN`, so binaries without that setting
+    /// simply ignore it).
     pub async fn start(
         binary: &Path,
         cpus: Option<&str>,
         proxy_token: Option<&str>,
+        database_url: Option<&str>,
     ) -> Result<Self, StartError> {
         let dir = std::env::temp_dir().join(format!("fleet-sim-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|source| StartError::TempDir {
@@ -92,9 +95,13 @@ impl ControlPlane {
             }
             None => Command::new(binary),
         };
+        let database_url = database_url.map_or_else(
+            || format!("sqlite://{}", dir.join("cp.db").display()),
+            str::to_owned,
+        );
         command
             .arg("--database-url")
-            .arg(format!("sqlite://{}", dir.join("cp.db").display()))
+            .arg(database_url)
             .arg("--admin-addr")
             .arg(format!("127.0.0.1:{admin_port}"))
             .arg("--xds-addr")
@@ -160,12 +167,21 @@ impl ControlPlane {
 
     /// User + system CPU time so far (all threads), if the PID is known and alive.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after "pid (comm) ": state is 0, utime 11, stime 12.
-        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 1000 / self.clock_ticks))
+        cpu_time_of(self.pid?, self.clock_ticks)
+    }
+
+    /// System (kernel) CPU time so far, if the PID is known and alive.
+    pub fn system_cpu_time(&self) -> Option<Duration> {
+        Some(cpu_times_of(self.pid?, self.clock_ticks)?.1)
+    }
+
+    /// Bytes the process caused to be written to storage so far (`write_bytes` of
+    /// `/proc/<pid>/io`: the SQLite file and its journal; not PostgreSQL's writes).
+    pub fn storage_write_bytes(&self) -> Option<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid?)).ok()?;
+        io.lines()
+            .find_map(|line| line.strip_prefix("write_bytes:"))
+            .and_then(|rest| rest.trim().parse().ok())
     }
 
     /// Stops a control plane started here: SIGTERM by PID, up to 5 s, then SIGKILL.
@@ -190,13 +206,31 @@ impl ControlPlane {
     }
 }
 
+/// User + system CPU time of process `pid` so far (all threads), 1/`clock_ticks` s resolution.
+pub fn cpu_time_of(pid: u32, clock_ticks: u64) -> Option<Duration> {
+    let (user, system) = cpu_times_of(pid, clock_ticks)?;
+    Some(user + system)
+}
+
+/// User and system CPU time of process `pid` so far (all threads).
+pub fn cpu_times_of(pid: u32, clock_ticks: u64) -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "pid (comm) ": state is 0, utime 11, stime 12.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks = |i: usize| -> Option<Duration> {
+        let ticks = fields.get(i)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 1000 / clock_ticks))
+    };
+    Some((ticks(11)?, ticks(12)?))
+}
+
 fn free_port() -> Result<u16, StartError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(StartError::Port)?;
     Ok(listener.local_addr().map_err(StartError::Port)?.port())
 }
 
 /// `getconf CLK_TCK` (the unit of /proc/<pid>/stat times); 100 when it cannot be read.
-fn clock_ticks() -> u64 {
+pub fn clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -110,6 +110,8 @@ pub struct Acks {
 pub struct Fleet {
     proxies: u32,
     connections: usize,
+    /// The HTTP/2 connections; the report streams of `--report-usage` share them.
+    channels: Vec<Channel>,
     target: watch::Sender<Option<Arc<Target>>>,
     events: mpsc::UnboundedReceiver<Event>,
     bytes: Arc<AtomicU64>,
@@ -145,6 +147,7 @@ impl Fleet {
         let mut fleet = Fleet {
             proxies: settings.proxies,
             connections,
+            channels: channels.clone(),
             target,
             events,
             bytes,
@@ -191,6 +194,11 @@ impl Fleet {
 
     pub fn connections(&self) -> usize {
         self.connections
+    }
+
+    /// The HTTP/2 connections the streams are multiplexed over.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
     }
 
     /// Bytes received by all streams so far.

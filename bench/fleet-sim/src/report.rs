@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::database::PgDelta;
+use crate::usage::Totals;
+
 /// One measured change.
 #[derive(Debug)]
 pub struct ChangeResult {
@@ -39,6 +42,312 @@ pub struct Report {
     pub idle_window: Duration,
     pub changes: Vec<ChangeResult>,
     pub stream_errors: (usize, Vec<String>),
+    /// `--report-usage`.
+    pub usage: Option<UsageResult>,
+}
+
+/// Counters of the control plane's `/metrics` (differences between two scrapes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsageMetrics {
+    /// `switchyard_usage_batches_total`
+    pub batches: f64,
+    /// `switchyard_usage_counters_total`
+    pub counters: f64,
+    /// `switchyard_usage_batches_duplicate_total`
+    pub duplicates: f64,
+    /// `switchyard_usage_counters_invalid_total`
+    pub invalid: f64,
+    /// `switchyard_usage_write_failures_total`
+    pub write_failures: f64,
+    /// `switchyard_report_messages_total`
+    pub messages: f64,
+}
+
+impl UsageMetrics {
+    /// From `self` (earlier) to `later`.
+    pub fn delta(&self, later: &UsageMetrics) -> UsageMetrics {
+        UsageMetrics {
+            batches: later.batches - self.batches,
+            counters: later.counters - self.counters,
+            duplicates: later.duplicates - self.duplicates,
+            invalid: later.invalid - self.invalid,
+            write_failures: later.write_failures - self.write_failures,
+            messages: later.messages - self.messages,
+        }
+    }
+}
+
+/// The `--report-usage` phase.
+#[derive(Debug)]
+pub struct UsageResult {
+    pub proxies: u32,
+    pub counters_per_batch: u32,
+    pub latency_buckets_per_counter: usize,
+    pub key_space: u64,
+    pub seconds: u32,
+    pub database: String,
+    pub open_time: Duration,
+    /// From the first batch's tick to `--seconds` later: what the rates are over.
+    pub window: Duration,
+    /// `/metrics` differences over the window, and over the whole phase (through the drain).
+    pub window_metrics: Option<UsageMetrics>,
+    pub total_metrics: Option<UsageMetrics>,
+    pub control_plane_cpu: Option<Duration>,
+    /// Of which in the kernel (stime).
+    pub control_plane_system_cpu: Option<Duration>,
+    /// This process's own CPU over the window (to tell a saturated simulator).
+    pub simulator_cpu: Option<Duration>,
+    pub storage_write_bytes: Option<u64>,
+    pub postgres: Option<PgDelta>,
+    pub rss_before_kb: Option<u64>,
+    pub rss_end_kb: Option<u64>,
+    /// The control plane's batch count stopped growing after the streams closed.
+    pub settled: bool,
+    /// Requests of `GET /api/v1/usage` (every route, last hour) at the end.
+    pub requests_stored: Option<u64>,
+    /// Requests in each batch (the same in all).
+    pub requests_per_batch: u64,
+    pub totals: Totals,
+}
+
+impl UsageResult {
+    fn per_s(&self, value: f64) -> f64 {
+        value / self.window.as_secs_f64()
+    }
+
+    fn cpu_per_wall_s(&self) -> Option<f64> {
+        Some(self.control_plane_cpu?.as_secs_f64() / self.window.as_secs_f64())
+    }
+
+    fn cpu_per_batch_us(&self) -> Option<f64> {
+        let batches = self.window_metrics?.batches;
+        (batches > 0.0).then(|| {
+            self.control_plane_cpu
+                .map(|c| c.as_secs_f64() * 1e6 / batches)
+        })?
+    }
+
+    fn stored_batches_by_requests(&self) -> Option<f64> {
+        Some(self.requests_stored? as f64 / self.requests_per_batch as f64)
+    }
+
+    fn lag_ms(&self, p: f64) -> Option<f64> {
+        percentile(&self.totals.lags, p).map(ms)
+    }
+
+    /// p50 / p99 of `lags`, formatted.
+    fn lag_pair(lags: &[Duration]) -> String {
+        let f = |p| percentile(lags, p).map_or("-".to_owned(), |d| format!("{:.0}", ms(d)));
+        format!("{} / {}", f(50.0), f(99.0))
+    }
+
+    /// Human-readable summary.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let dash = || "-".to_owned();
+        let mb =
+            |kb: Option<u64>| kb.map_or_else(dash, |kb| format!("{:.1} MB", kb as f64 / 1024.0));
+        let w = self.window_metrics;
+        let _ = writeln!(
+            out,
+            "\n## fleet-sim --report-usage: {} proxies, 1 batch/s each for {} s, {} counters × {} latency buckets per batch, {}\n",
+            self.proxies,
+            self.seconds,
+            self.counters_per_batch,
+            self.latency_buckets_per_counter,
+            self.database
+        );
+        let _ = writeln!(out, "| figure | value |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| report streams opened | {} in {:.2} s |",
+            self.proxies,
+            self.open_time.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "| batches sent / acknowledged / **unacknowledged at the end** | {} / {} / **{}** |",
+            self.totals.sent, self.totals.acked, self.totals.unacked
+        );
+        let _ = writeln!(
+            out,
+            "| batches acknowledged only by a later batch's answer (their write failed, or their answer was dropped) | {} |",
+            self.totals.covered
+        );
+        let _ = writeln!(
+            out,
+            "| batches held by the database at the end (`GET /api/v1/usage` requests ÷ {} per batch{}) / `switchyard_usage_batches_total` | {} / {} |",
+            self.requests_per_batch,
+            if self.settled { "" } else { ", not settled" },
+            self.stored_batches_by_requests()
+                .map_or_else(dash, |b| format!("{b:.0}")),
+            self.total_metrics
+                .map_or_else(dash, |t| format!("{:.0}", t.batches))
+        );
+        let _ = writeln!(
+            out,
+            "| batches stored per second (`switchyard_usage_batches_total`, {:.1} s window) | {} |",
+            self.window.as_secs_f64(),
+            w.map_or_else(dash, |w| format!("{:.0}", self.per_s(w.batches)))
+        );
+        let _ = writeln!(
+            out,
+            "| counter rows upserted per second (`switchyard_usage_counters_total`) | {} |",
+            w.map_or_else(dash, |w| format!("{:.0}", self.per_s(w.counters)))
+        );
+        let _ = writeln!(
+            out,
+            "| latency rows upserted per second (counters × {} buckets) | {} |",
+            self.latency_buckets_per_counter,
+            w.map_or_else(dash, |w| format!(
+                "{:.0}",
+                self.per_s(w.counters * self.latency_buckets_per_counter as f64)
+            ))
+        );
+        let _ = writeln!(
+            out,
+            "| control-plane CPU per wall second (of which kernel) | {} ({}) |",
+            self.cpu_per_wall_s()
+                .map_or_else(dash, |c| format!("{c:.3} s/s")),
+            self.control_plane_system_cpu
+                .map_or_else(dash, |c| format!("{:.3} s/s", self.per_s(c.as_secs_f64())))
+        );
+        let _ = writeln!(
+            out,
+            "| control-plane CPU per stored batch | {} |",
+            self.cpu_per_batch_us()
+                .map_or_else(dash, |c| format!("{c:.0} µs"))
+        );
+        let _ = writeln!(
+            out,
+            "| send → ack lag p50 / p99 / max | {} / {} / {} |",
+            self.lag_ms(50.0)
+                .map_or_else(dash, |v| format!("{v:.1} ms")),
+            self.lag_ms(99.0)
+                .map_or_else(dash, |v| format!("{v:.1} ms")),
+            self.lag_ms(100.0)
+                .map_or_else(dash, |v| format!("{v:.1} ms")),
+        );
+        let quarter = self.seconds.div_ceil(4);
+        let _ = writeln!(
+            out,
+            "| lag p50 / p99 of each proxy's first {quarter} batches → last {quarter} | {} → {} ms |",
+            Self::lag_pair(&self.totals.lags_first),
+            Self::lag_pair(&self.totals.lags_last),
+        );
+        let _ = writeln!(
+            out,
+            "| control-plane RSS before the report streams / at the end of the window | {} / {} |",
+            mb(self.rss_before_kb),
+            mb(self.rss_end_kb)
+        );
+        let _ = writeln!(
+            out,
+            "| control-plane storage writes (`/proc/<pid>/io` write_bytes) | {} |",
+            self.storage_write_bytes
+                .map_or_else(dash, |b| format!("{:.2} MB/s", self.per_s(b as f64) / 1e6))
+        );
+        if let Some(pg) = &self.postgres {
+            let _ = writeln!(
+                out,
+                "| PostgreSQL backends' CPU per wall second ({} backends) | {:.3} s/s |",
+                pg.backends,
+                self.per_s(pg.backend_cpu.as_secs_f64())
+            );
+            let _ = writeln!(
+                out,
+                "| PostgreSQL commits / rows inserted / rows updated per second (`pg_stat_database`) | {:.0} / {:.0} / {:.0} |",
+                self.per_s(pg.commits as f64),
+                self.per_s(pg.rows_inserted as f64),
+                self.per_s(pg.rows_updated as f64)
+            );
+            let _ = writeln!(
+                out,
+                "| PostgreSQL WAL written | {:.2} MB/s |",
+                self.per_s(pg.wal_bytes as f64) / 1e6
+            );
+        }
+        if let Some(t) = self.total_metrics {
+            let _ = writeln!(
+                out,
+                "| whole phase: batches stored / duplicates / write failures / invalid counters | {:.0} / {:.0} / {:.0} / {:.0} |",
+                t.batches, t.duplicates, t.write_failures, t.invalid
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| longest wait for room in a stream's send queue | {:.1} ms |",
+            ms(self.totals.send_blocked_max)
+        );
+        let _ = writeln!(
+            out,
+            "| fleet-sim's own CPU per wall second | {} |",
+            self.simulator_cpu
+                .map_or_else(dash, |c| format!("{:.3} s/s", self.per_s(c.as_secs_f64())))
+        );
+        let _ = writeln!(
+            out,
+            "| report stream errors | {} |",
+            self.totals.error_count
+        );
+        out.push('\n');
+        out
+    }
+
+    /// Machine-readable report.
+    pub fn json(&self) -> Value {
+        let metrics = |m: Option<UsageMetrics>| {
+            m.map(|m| {
+                json!({"batches": m.batches, "counters": m.counters, "duplicates": m.duplicates,
+                       "invalid": m.invalid, "write_failures": m.write_failures,
+                       "messages": m.messages})
+            })
+        };
+        json!({
+            "proxies": self.proxies,
+            "seconds": self.seconds,
+            "counters_per_batch": self.counters_per_batch,
+            "latency_buckets_per_counter": self.latency_buckets_per_counter,
+            "key_space": self.key_space,
+            "database": self.database,
+            "open_s": self.open_time.as_secs_f64(),
+            "window_s": self.window.as_secs_f64(),
+            "sent": self.totals.sent,
+            "acked": self.totals.acked,
+            "unacked": self.totals.unacked,
+            "acked_without_own_answer": self.totals.covered,
+            "requests": {"sent": self.totals.requests_sent, "acked": self.totals.requests_acked,
+                         "stored": self.requests_stored, "per_batch": self.requests_per_batch,
+                         "settled": self.settled},
+            "stored_batches_by_requests": self.stored_batches_by_requests(),
+            "lag_ms": {"p50": self.lag_ms(50.0), "p99": self.lag_ms(99.0), "max": self.lag_ms(100.0)},
+            "lag_ms_first_quarter": {"p50": percentile(&self.totals.lags_first, 50.0).map(ms),
+                                     "p99": percentile(&self.totals.lags_first, 99.0).map(ms)},
+            "lag_ms_last_quarter": {"p50": percentile(&self.totals.lags_last, 50.0).map(ms),
+                                    "p99": percentile(&self.totals.lags_last, 99.0).map(ms)},
+            "window_metrics": metrics(self.window_metrics),
+            "total_metrics": metrics(self.total_metrics),
+            "batches_per_s": self.window_metrics.map(|w| self.per_s(w.batches)),
+            "counters_per_s": self.window_metrics.map(|w| self.per_s(w.counters)),
+            "control_plane_cpu_s": self.control_plane_cpu.map(|c| c.as_secs_f64()),
+            "control_plane_cpu_per_wall_s": self.cpu_per_wall_s(),
+            "control_plane_system_cpu_s": self.control_plane_system_cpu.map(|c| c.as_secs_f64()),
+            "simulator_cpu_s": self.simulator_cpu.map(|c| c.as_secs_f64()),
+            "control_plane_cpu_per_batch_us": self.cpu_per_batch_us(),
+            "storage_write_bytes": self.storage_write_bytes,
+            "postgres": self.postgres.as_ref().map(|pg| json!({
+                "backend_cpu_s": pg.backend_cpu.as_secs_f64(),
+                "backends": pg.backends,
+                "wal_bytes": pg.wal_bytes,
+                "commits": pg.commits,
+                "rows_inserted": pg.rows_inserted,
+                "rows_updated": pg.rows_updated,
+            })),
+            "control_plane_rss_kb": {"before": self.rss_before_kb, "end": self.rss_end_kb},
+            "send_blocked_max_ms": ms(self.totals.send_blocked_max),
+            "stream_errors": {"count": self.totals.error_count, "first": self.totals.errors},
+        })
+    }
 }
 
 /// Nearest-rank percentile (`p` in 0..=100) of sorted values.
@@ -193,30 +502,32 @@ impl Report {
             self.per_proxy_kb()
                 .map_or("-".to_owned(), |kb| format!("{kb:.1} KB"))
         );
-        let _ = writeln!(
-            out,
-            "| change → ACK, per proxy, all changes: p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
-            p(50.0),
-            p(99.0),
-            p(100.0)
-        );
-        let _ = writeln!(
-            out,
-            "| time until all proxies ACKed (median over changes) | {} |",
-            time_to_all.map_or("-".to_owned(), |t| format!("{t:.1} ms"))
-        );
-        let _ = writeln!(out, "| proxy-changes not ACKed in time | {missing} |");
-        let _ = writeln!(
-            out,
-            "| bytes per proxy per change (median over changes) | {} |",
-            bytes.map_or("-".to_owned(), |b| format!("{b:.0} B"))
-        );
-        let _ = writeln!(
-            out,
-            "| control-plane CPU per change (mean) | {} |",
-            self.cpu_per_change_ms()
-                .map_or("-".to_owned(), |c| format!("{c:.1} ms"))
-        );
+        if !self.changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "| change → ACK, per proxy, all changes: p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+                p(50.0),
+                p(99.0),
+                p(100.0)
+            );
+            let _ = writeln!(
+                out,
+                "| time until all proxies ACKed (median over changes) | {} |",
+                time_to_all.map_or("-".to_owned(), |t| format!("{t:.1} ms"))
+            );
+            let _ = writeln!(out, "| proxy-changes not ACKed in time | {missing} |");
+            let _ = writeln!(
+                out,
+                "| bytes per proxy per change (median over changes) | {} |",
+                bytes.map_or("-".to_owned(), |b| format!("{b:.0} B"))
+            );
+            let _ = writeln!(
+                out,
+                "| control-plane CPU per change (mean) | {} |",
+                self.cpu_per_change_ms()
+                    .map_or("-".to_owned(), |c| format!("{c:.1} ms"))
+            );
+        }
         let _ = writeln!(
             out,
             "| control-plane CPU idle, fleet connected | {} |",
@@ -231,6 +542,12 @@ impl Report {
             "| stream errors after connect | {} |",
             self.stream_errors.0
         );
+        if let Some(usage) = &self.usage {
+            out.push_str(&usage.table());
+        }
+        if self.changes.is_empty() {
+            return out;
+        }
         let _ = writeln!(
             out,
             "\n| change | route | put ms | ACKed | p50 ms | p99 ms | all ms | B/proxy | cp cpu ms |\n|---|---|---|---|---|---|---|---|---|"
@@ -278,6 +595,7 @@ impl Report {
             "idle_window_s": self.idle_window.as_secs_f64(),
             "stream_errors": {"count": self.stream_errors.0, "first": self.stream_errors.1},
             "changes": self.changes.iter().map(ChangeResult::json).collect::<Vec<_>>(),
+            "usage": self.usage.as_ref().map(UsageResult::json),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The admin API calls the simulator makes: seed one cluster and R routes (in parallel, before
 //! any proxy connects), and change one route (a new `timeout_ms`) per measured change.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,53 @@ impl Admin {
             self.call(Method::GET, "/healthz", None).await,
             Ok((StatusCode::OK, _))
         )
+    }
+
+    /// The control plane's `/metrics`: every sample without labels, by name.
+    pub async fn metrics(&self) -> Result<HashMap<String, f64>, RestError> {
+        let (status, answer) = self.call(Method::GET, "/metrics", None).await?;
+        let text = match answer {
+            Value::String(text) if status.is_success() => text,
+            other => {
+                return Err(RestError::Status {
+                    method: Method::GET,
+                    path: "/metrics".to_owned(),
+                    status,
+                    body: other.to_string(),
+                });
+            }
+        };
+        Ok(text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Requests of every route in `GET /api/v1/usage` over the last `since` (e.g. `1h`).
+    pub async fn usage_requests(&self, since: &str) -> Result<u64, RestError> {
+        let path = format!("/api/v1/usage?by=route&since={since}");
+        let (status, answer) = self.call(Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Err(RestError::Status {
+                method: Method::GET,
+                path,
+                status,
+                body: answer.to_string(),
+            });
+        }
+        Ok(answer
+            .get("items")
+            .and_then(Value::as_array)
+            .map_or(0, |items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.get("requests").and_then(Value::as_u64))
+                    .sum()
+            }))
     }
 
     /// The cluster, then routes `0..routes` (each `/sim/<i>/` → the cluster).

@@ -177,7 +177,7 @@ impl ReportStream {
                     "usage_batches need an instance_id (set on the first message)",
                 ));
             };
-            acked = self.on_usage(&node_id, instance_id, batches).await;
+            acked = Some(self.on_usage(&node_id, instance_id, batches).await?);
         }
         let grants = if quota_requests.is_empty() {
             Vec::new()
@@ -256,21 +256,25 @@ impl ReportStream {
         }
     }
 
-    /// Stores the message's usage; the acknowledgement once committed. On a failure logs
-    /// and returns `None` (nothing is acknowledged, so the proxy resends).
+    /// Stores the message's usage; the acknowledgement once committed. A failure ends the
+    /// stream (`Unavailable`): acknowledgements are cumulative, so storing a later batch on
+    /// this stream would acknowledge the one that failed. The proxy reconnects and resends
+    /// every batch not acknowledged, in order.
     async fn on_usage(
         &self,
         node_id: &str,
         instance_id: &str,
         batches: Vec<proto::UsageBatch>,
-    ) -> Option<u64> {
+    ) -> Result<u64, Status> {
         let batches = batches.into_iter().map(usage_batch).collect();
         let recorded = match self.store.record_usage(node_id, instance_id, batches).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 self.metrics.usage_write_failed();
-                tracing::warn!(node_id, %error, "usage not stored; the proxy will resend it");
-                return None;
+                tracing::warn!(node_id, %error, "usage not stored; ending the stream so the proxy resends it");
+                return Err(Status::unavailable(
+                    "usage could not be stored; reconnect and send it again",
+                ));
             }
         };
         self.metrics.usage_recorded(&recorded);
@@ -289,7 +293,7 @@ impl ReportStream {
                 "the proxy could not count some requests (its usage buffer was full)"
             );
         }
-        Some(recorded.acked)
+        Ok(recorded.acked)
     }
 
     /// Grants the message's quota requests; empty (nothing granted) when the store fails.
