@@ -99,25 +99,14 @@ pub fn render(workers: &[Arc<TrafficMetrics>], control: &ControlMetrics) -> Stri
     }
     out.push_str("# HELP switchyard_proxy_request_duration_seconds Time to response headers.\n");
     out.push_str("# TYPE switchyard_proxy_request_duration_seconds histogram\n");
-    let mut cumulative = 0;
-    for index in 0..=BUCKETS.len() {
-        cumulative += sum(&|w| &w.duration_buckets[index]);
-        let bound = BUCKETS
-            .get(index)
-            .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-        let _ = writeln!(
-            out,
-            "switchyard_proxy_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
-    }
+    let buckets = (0..=BUCKETS.len()).map(|index| sum(&|w| &w.duration_buckets[index]));
     let seconds = sum(&|w| &w.duration_sum_micros) as f64 / 1e6;
-    let _ = writeln!(
-        out,
-        "switchyard_proxy_request_duration_seconds_sum {seconds}"
-    );
-    let _ = writeln!(
-        out,
-        "switchyard_proxy_request_duration_seconds_count {cumulative}"
+    write_histogram(
+        &mut out,
+        "switchyard_proxy_request_duration_seconds",
+        "",
+        buckets,
+        seconds,
     );
     let counters = [
         (
@@ -150,6 +139,35 @@ pub fn render(workers: &[Arc<TrafficMetrics>], control: &ControlMetrics) -> Stri
          switchyard_proxy_control_plane_connected {connected}"
     );
     out
+}
+
+/// One histogram's `_bucket` (cumulative, from per-bucket `counts` over [`BUCKETS`] then
+/// `+Inf`), `_sum` and `_count` lines; `labels` is empty or ends with a comma.
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    counts: impl Iterator<Item = u64>,
+    sum_seconds: f64,
+) {
+    let mut cumulative = 0;
+    for (index, count) in counts.enumerate() {
+        cumulative += count;
+        let bound = BUCKETS
+            .get(index)
+            .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
+    }
+    let labels = labels.trim_end_matches(',');
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(
+        out,
+        "{name}_sum{braces} {sum_seconds}\n{name}_count{braces} {cumulative}"
+    );
 }
 
 /// Per-route request counters and latency histograms, fed by the workers' usage flushes (on
@@ -211,22 +229,12 @@ impl RouteUsage {
         out.push_str("# HELP switchyard_proxy_route_request_duration_seconds Time to response headers, by route.\n");
         out.push_str("# TYPE switchyard_proxy_route_request_duration_seconds histogram\n");
         for (route, counts) in routes.iter() {
-            let mut cumulative = 0;
-            for (index, count) in counts.buckets.iter().enumerate() {
-                cumulative += count;
-                let bound = BUCKETS
-                    .get(index)
-                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-                let _ = writeln!(
-                    out,
-                    "switchyard_proxy_route_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let sum = counts.sum_us as f64 / 1e6;
-            let _ = writeln!(
+            write_histogram(
                 out,
-                "switchyard_proxy_route_request_duration_seconds_sum{{route=\"{route}\"}} {sum}\n\
-                 switchyard_proxy_route_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
+                "switchyard_proxy_route_request_duration_seconds",
+                &format!("route=\"{route}\","),
+                counts.buckets.iter().copied(),
+                counts.sum_us as f64 / 1e6,
             );
         }
     }

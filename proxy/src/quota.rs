@@ -22,6 +22,7 @@
 //! names its window, and a lease follows it. A new window starts with an empty lease.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -119,6 +120,17 @@ pub enum Take {
 /// One shard of a book: consumer → lease.
 type Leases = HashMap<Box<str>, Lease>;
 
+impl Take {
+    /// The answer, unless the lease is empty.
+    fn decided(self) -> Option<Result<(), Refusal>> {
+        match self {
+            Take::Taken => Some(Ok(())),
+            Take::Refused(refusal) => Some(Err(refusal)),
+            Take::Empty => None,
+        }
+    }
+}
+
 /// One quota's leases on this proxy, kept across configs while the quota is unchanged.
 #[derive(Debug)]
 pub struct QuotaBook {
@@ -158,9 +170,7 @@ impl QuotaBook {
     }
 
     fn shard(&self, consumer: &str) -> MutexGuard<'_, Leases> {
-        let hash = consumer.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = foldhash::fast::FixedState::default().hash_one(consumer);
         let shard = &self.shards[hash as usize % self.shards.len()];
         shard
             .lock()
@@ -168,34 +178,22 @@ impl QuotaBook {
     }
 
     /// Lets one request of `consumer` through, or says why not; waits (at most
-    /// [`GRANT_WAIT`]) only when the lease is empty.
+    /// [`GRANT_WAIT`]) only when the lease is empty and the control plane is reachable.
     pub async fn acquire(&self, consumer: &str) -> Result<(), Refusal> {
-        match self.try_take(consumer, unix_millis()) {
-            Take::Taken => return Ok(()),
-            Take::Refused(refusal) => return Err(refusal),
-            Take::Empty => {}
+        if let Some(decided) = self.try_take(consumer, unix_millis()).decided() {
+            return decided;
         }
-        if self.link.is_connected() {
+        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        while self.link.is_connected() {
+            // Registered before the attempt, so a grant landing in between is not missed.
             let granted = self.granted.notified();
             tokio::pin!(granted);
             granted.as_mut().enable();
-            match self.try_take(consumer, unix_millis()) {
-                Take::Taken => return Ok(()),
-                Take::Refused(refusal) => return Err(refusal),
-                Take::Empty => {}
+            if let Some(decided) = self.try_take(consumer, unix_millis()).decided() {
+                return decided;
             }
-            let deadline = tokio::time::Instant::now() + GRANT_WAIT;
-            while tokio::time::timeout_at(deadline, granted.as_mut())
-                .await
-                .is_ok()
-            {
-                match self.try_take(consumer, unix_millis()) {
-                    Take::Taken => return Ok(()),
-                    Take::Refused(refusal) => return Err(refusal),
-                    Take::Empty => {}
-                }
-                granted.set(self.granted.notified());
-                granted.as_mut().enable();
+            if tokio::time::timeout_at(deadline, granted).await.is_err() {
+                break;
             }
         }
         self.unavailable(consumer, unix_millis())

@@ -133,14 +133,13 @@ impl UsageQueue {
         };
         let newer = &mut self.pending[second - 1].batch;
         let mut merged: HashMap<Key, v1::UsageCounter> = HashMap::new();
-        let mut distinct = 0;
         for counter in older
             .batch
             .counters
             .into_iter()
             .chain(newer.counters.drain(..))
         {
-            merge_into(&mut merged, counter, &mut distinct);
+            merge_into(&mut merged, counter, &mut 0); // `held` is recounted below
         }
         let mut counters: Vec<v1::UsageCounter> = merged.into_values().collect();
         counters.sort_by(|a, b| key_order(a).cmp(&key_order(b)));
