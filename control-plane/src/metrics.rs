@@ -33,6 +33,7 @@ pub struct Metrics {
     usage_counters_invalid: AtomicU64,
     usage_dropped_requests: AtomicU64,
     usage_write_failures: AtomicU64,
+    usage_writes: AtomicU64,
     quota_grants: AtomicU64,
     quota_tokens_granted: AtomicU64,
     quota_exhausted: AtomicU64,
@@ -135,6 +136,11 @@ impl Metrics {
     /// An answer carrying grants could not be delivered (the proxy was not reading).
     pub fn quota_grants_dropped(&self) {
         self.quota_grants_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// A usage transaction was started (for one or many report messages).
+    pub fn usage_write(&self) {
+        self.usage_writes.fetch_add(1, Relaxed);
     }
 
     /// A report's usage could not be written (the proxy resends it).
@@ -270,6 +276,12 @@ impl Metrics {
             "counter",
             "Report messages whose usage could not be written (the proxy resends it).",
             self.usage_write_failures.load(Relaxed),
+        );
+        metric(
+            "switchyard_usage_writes_total",
+            "counter",
+            "Usage transactions started, each storing the report messages waiting then.",
+            self.usage_writes.load(Relaxed),
         );
         metric(
             "switchyard_quota_grants_total",

@@ -10,11 +10,14 @@
 //! - [`service`]: [`ReportServer`], the gRPC service: one task per stream feeding the view,
 //!   writing usage to the store (acknowledged in `ReportResponse.usage_acked`) and granting
 //!   quota tokens (`ReportResponse.grants`).
+//! - [`ingest`]: [`UsageIngest`], the group-commit writer every stream's usage goes through.
 //! - [`retention`]: the background task that prunes old usage and ended quota windows.
 
 pub mod health;
+pub mod ingest;
 pub mod retention;
 pub mod service;
 
 pub use health::HealthView;
+pub use ingest::UsageIngest;
 pub use service::ReportServer;

@@ -1,12 +1,19 @@
 //! The usage store's behaviour suite, run on SQLite and on PostgreSQL: exactly-once batches
-//! under resends, histograms merged across proxies, invalid counters, pruning, and replicas
-//! writing the same minute at once.
+//! under resends, histograms merged across proxies, invalid counters, pruning, replicas
+//! writing the same minute at once, writes grouping many proxies' messages, and the
+//! group-commit writer the report streams use.
 
 #[macro_use]
 mod support;
 
+use std::sync::Arc;
+
+use switchyard_control_plane::metrics::Metrics;
+use switchyard_control_plane::reports::UsageIngest;
 use switchyard_control_plane::store::usage::InvalidCounter;
-use switchyard_control_plane::store::{Store, UsageBatch, UsageBy, UsageCounter, UsageItem};
+use switchyard_control_plane::store::{
+    InstanceUsage, Store, StoreError, UsageBatch, UsageBy, UsageCounter, UsageItem,
+};
 
 on_both_database_urls!(
     resent_batches_are_counted_once,
@@ -14,6 +21,9 @@ on_both_database_urls!(
     invalid_counters_are_skipped_and_counted,
     old_minutes_are_pruned,
     replicas_writing_at_once_add_up_and_count_each_batch_once,
+    one_write_of_many_messages_answers_each_as_if_alone,
+    replicas_writing_groups_in_opposite_orders_do_not_deadlock,
+    a_message_the_store_refuses_fails_alone_in_its_group,
 );
 
 /// 2024-01-01T00:00:00Z.
@@ -339,4 +349,153 @@ async fn replicas_writing_at_once_add_up_and_count_each_batch_once(url: String) 
         assert_eq!(items[0].latency.count(), 2 * each);
         assert_eq!(items[1].bytes_out, 100 * each);
     }
+}
+
+fn report(instance: &str, batches: Vec<UsageBatch>) -> InstanceUsage {
+    InstanceUsage {
+        node_id: format!("node-of-{instance}"),
+        instance_id: instance.to_owned(),
+        batches,
+    }
+}
+
+async fn one_write_of_many_messages_answers_each_as_if_alone(url: String) {
+    let store = connect(&url).await;
+    let web = |n| counter("web", "alice", 2, n, 1_000);
+    // i3 stored batch 1 before; its proxy resends it with batch 2.
+    store
+        .record_usage("n3", "i3", vec![batch(1, vec![web(100)])])
+        .await
+        .unwrap();
+    let bad = UsageCounter {
+        status_class: 9,
+        ..web(1000)
+    };
+    let outcomes = store
+        .record_usage_group(&[
+            report(
+                "i1",
+                vec![batch(1, vec![web(1), counter("api", "", 5, 2, 4_000)])],
+            ),
+            report("i2", vec![batch(4, vec![web(3), bad])]),
+            // A second message of i1 in the same write: after the first, in order.
+            report("i1", vec![batch(1, vec![web(50)]), batch(2, vec![web(4)])]),
+            report("i3", vec![batch(1, vec![web(100)]), batch(2, vec![web(5)])]),
+            report("i4", vec![]),
+        ])
+        .await
+        .unwrap();
+    let answers: Vec<_> = outcomes
+        .iter()
+        .map(|o| (o.acked, o.batches, o.duplicates, o.counters, o.invalid))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (1, 1, 0, 2, 0),
+            (4, 1, 0, 1, 1),
+            (2, 1, 1, 1, 0),
+            (2, 1, 1, 1, 0),
+            (0, 0, 0, 0, 0),
+        ]
+    );
+    assert_eq!(outcomes[1].first_invalid, Some(InvalidCounter::StatusClass));
+    assert_eq!(
+        outcomes[0].first_invalid, None,
+        "reasons stay with their message"
+    );
+    let items = by_route(&store).await;
+    assert_eq!(requests(&items), [("api", 2), ("web", 100 + 1 + 3 + 4 + 5)]);
+    assert_eq!(items[0].status[4], 2);
+    assert_eq!(items[1].latency.count(), 113);
+    // Every acknowledgement holds: resending any of it stores nothing.
+    let again = store
+        .record_usage_group(&[
+            report("i2", vec![batch(4, vec![web(3)])]),
+            report("i1", vec![batch(2, vec![web(4)])]),
+        ])
+        .await
+        .unwrap();
+    assert!(again.iter().all(|o| o.batches == 0 && o.duplicates == 1));
+    assert_eq!(again[1].acked, 2);
+    // A name PostgreSQL text cannot hold is skipped as invalid, not a failed write.
+    let nul = store
+        .record_usage(
+            "n5",
+            "i5",
+            vec![batch(1, vec![counter("w\0b", "", 2, 1, 1)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (nul.acked, nul.invalid, nul.first_invalid),
+        (1, 1, Some(InvalidCounter::NameNul))
+    );
+}
+
+async fn replicas_writing_groups_in_opposite_orders_do_not_deadlock(url: String) {
+    let replicas = [connect(&url).await, connect(&url).await];
+    const INSTANCES: u64 = 8;
+    const BATCHES: u64 = 6;
+    let mut writers = tokio::task::JoinSet::new();
+    for (side, replica) in replicas.iter().enumerate() {
+        let replica = replica.clone();
+        writers.spawn(async move {
+            for sequence in 1..=BATCHES {
+                // Both replicas get every instance's batch, in opposite orders, with the
+                // counters in opposite orders too.
+                let mut group: Vec<InstanceUsage> = (0..INSTANCES)
+                    .map(|i| {
+                        let mut counters = vec![
+                            counter("web", "alice", 2, 1, 1_000),
+                            counter("api", "", 5, 2, 2_000),
+                        ];
+                        if side == 1 {
+                            counters.reverse();
+                        }
+                        report(&format!("i{i}"), vec![batch(sequence, counters)])
+                    })
+                    .collect();
+                if side == 1 {
+                    group.reverse();
+                }
+                let outcomes = replica.record_usage_group(&group).await.unwrap();
+                assert!(outcomes.iter().all(|o| o.acked >= sequence), "{outcomes:?}");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let each = INSTANCES * BATCHES;
+    let items = by_route(&replicas[0]).await;
+    assert_eq!(requests(&items), [("api", 2 * each), ("web", each)]);
+}
+
+async fn a_message_the_store_refuses_fails_alone_in_its_group(url: String) {
+    let store = connect(&url).await;
+    let metrics = Arc::new(Metrics::default());
+    let ingest = UsageIngest::spawn(store.clone(), metrics.clone());
+    let web = |n| vec![batch(1, vec![counter("web", "", 2, n, 1_000)])];
+    // Three streams' messages wait together (the writer runs once the test yields), so they
+    // form one group; the middle one's instance id is one the store refuses.
+    let (a, refused, c) = tokio::join!(
+        ingest.record(report("i1", web(1))),
+        ingest.record(report(&"x".repeat(200), web(10))),
+        ingest.record(report("i3", web(100))),
+    );
+    assert_eq!(a.unwrap().acked, 1);
+    assert_eq!(c.unwrap().acked, 1);
+    let refused = refused.unwrap_err();
+    assert!(
+        matches!(&*refused, StoreError::InvalidInput(m) if m.contains("instance_id")),
+        "{refused}"
+    );
+    assert_eq!(requests(&by_route(&store).await), [("web", 101)]);
+    // One group, then each of its three messages alone.
+    let metrics = metrics.render(&Default::default());
+    assert!(
+        metrics.contains("switchyard_usage_writes_total 4"),
+        "{metrics}"
+    );
 }

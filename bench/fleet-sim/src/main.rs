@@ -469,5 +469,6 @@ fn usage_metrics(metrics: &std::collections::HashMap<String, f64>) -> UsageMetri
         invalid: get("switchyard_usage_counters_invalid_total"),
         write_failures: get("switchyard_usage_write_failures_total"),
         messages: get("switchyard_report_messages_total"),
+        writes: get("switchyard_usage_writes_total"),
     }
 }

@@ -61,6 +61,8 @@ pub struct UsageMetrics {
     pub write_failures: f64,
     /// `switchyard_report_messages_total`
     pub messages: f64,
+    /// `switchyard_usage_writes_total` (transactions, each of the messages waiting then)
+    pub writes: f64,
 }
 
 impl UsageMetrics {
@@ -73,6 +75,7 @@ impl UsageMetrics {
             invalid: later.invalid - self.invalid,
             write_failures: later.write_failures - self.write_failures,
             messages: later.messages - self.messages,
+            writes: later.writes - self.writes,
         }
     }
 }
@@ -274,6 +277,14 @@ impl UsageResult {
                 t.batches, t.duplicates, t.write_failures, t.invalid
             );
         }
+        if let Some(w) = self.window_metrics.filter(|w| w.writes > 0.0) {
+            let _ = writeln!(
+                out,
+                "| usage transactions per second / batches per transaction (`switchyard_usage_writes_total`) | {:.0} / {:.1} |",
+                self.per_s(w.writes),
+                w.batches / w.writes
+            );
+        }
         let _ = writeln!(
             out,
             "| longest wait for room in a stream's send queue | {:.1} ms |",
@@ -300,7 +311,7 @@ impl UsageResult {
             m.map(|m| {
                 json!({"batches": m.batches, "counters": m.counters, "duplicates": m.duplicates,
                        "invalid": m.invalid, "write_failures": m.write_failures,
-                       "messages": m.messages})
+                       "messages": m.messages, "writes": m.writes})
             })
         };
         json!({

@@ -5,11 +5,11 @@
 //! control plane shuts down — the node's view is forgotten: proxies that disconnect stop
 //! counting.
 //!
-//! Usage batches (with the quota consumption they carry) are written to the store inline, one
-//! transaction per message (a proxy sends at most one a second; a slow database delays this
-//! stream's next messages, no other stream's), and answered with `ReportResponse {
-//! usage_acked }` once committed. When the write fails nothing is answered: the proxy keeps
-//! the batches and resends them, and the store counts each batch once.
+//! Usage batches (with the quota consumption they carry) are written through the group-commit
+//! writer ([`super::ingest`]): the stream waits for its message's transaction (a slow database
+//! delays this stream's next messages) and answers `ReportResponse { usage_acked }` once
+//! committed. When the write fails nothing is answered: the stream ends, the proxy keeps the
+//! batches and resends them, and the store counts each batch once.
 //!
 //! Quota requests (a proxy's lease running low) are granted in one transaction per message,
 //! after its usage, and every one of them is answered in `ReportResponse.grants` (with the
@@ -36,10 +36,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::health::{HealthView, MAX_NAME_BYTES, Report, StreamId};
+use super::ingest::UsageIngest;
 use crate::metrics::Metrics;
 use crate::store::quotas::MAX_REQUESTS;
 use crate::store::usage::MAX_INSTANCE_ID_BYTES;
-use crate::store::{QuotaConsumption, QuotaGrant, QuotaRequest, Store, UsageBatch, UsageCounter};
+use crate::store::{
+    InstanceUsage, QuotaConsumption, QuotaGrant, QuotaRequest, Store, UsageBatch, UsageCounter,
+};
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ReportResponse, Status>> + Send + 'static>>;
 
@@ -56,6 +59,7 @@ const GRANT_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct ReportServer {
     store: Store,
+    usage: UsageIngest,
     health: Arc<HealthView>,
     metrics: Arc<Metrics>,
     /// Turns `true` at shutdown: every stream then ends, so the server can drain.
@@ -64,8 +68,8 @@ pub struct ReportServer {
 }
 
 impl ReportServer {
-    /// A service writing health into `health` and usage into `store`; its streams end when
-    /// `shutdown` turns `true`.
+    /// A service writing health into `health` and usage into `store` (through a writer task
+    /// it starts on the current runtime); its streams end when `shutdown` turns `true`.
     pub fn new(
         store: Store,
         health: Arc<HealthView>,
@@ -73,6 +77,7 @@ impl ReportServer {
         shutdown: watch::Receiver<bool>,
     ) -> ReportServer {
         ReportServer {
+            usage: UsageIngest::spawn(store.clone(), metrics.clone()),
             store,
             health,
             metrics,
@@ -96,6 +101,7 @@ impl ReportService for ReportServer {
             node_id: None,
             instance_id: None,
             store: self.store.clone(),
+            usage: self.usage.clone(),
             health: self.health.clone(),
             metrics: self.metrics.clone(),
         };
@@ -112,6 +118,7 @@ struct ReportStream {
     /// Set by the first message that carries one (the first, from a current proxy).
     instance_id: Option<String>,
     store: Store,
+    usage: UsageIngest,
     health: Arc<HealthView>,
     metrics: Arc<Metrics>,
 }
@@ -266,8 +273,12 @@ impl ReportStream {
         instance_id: &str,
         batches: Vec<proto::UsageBatch>,
     ) -> Result<u64, Status> {
-        let batches = batches.into_iter().map(usage_batch).collect();
-        let recorded = match self.store.record_usage(node_id, instance_id, batches).await {
+        let report = InstanceUsage {
+            node_id: node_id.to_owned(),
+            instance_id: instance_id.to_owned(),
+            batches: batches.into_iter().map(usage_batch).collect(),
+        };
+        let recorded = match self.usage.record(report).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 self.metrics.usage_write_failed();

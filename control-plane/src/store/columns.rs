@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::Backend;
+
 /// The longest route, consumer or quota name accepted from a proxy, in bytes (a consumer may be
 /// a JWT `sub`).
 pub const MAX_KEY_BYTES: usize = 256;
@@ -24,15 +26,34 @@ pub fn from_column(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// `head ($1, …, $columns), (…), … tail` for `rows` rows.
-pub fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+/// `head (…), (…), … tail` for `rows` rows of `columns` placeholders, bound in order.
+///
+/// PostgreSQL gets numbered placeholders (`$1, $2, …`). SQLite gets anonymous ones (`?`):
+/// sqlx looks up the name of every numbered parameter it binds, which SQLite answers by a
+/// linear scan of the statement's names, so a 1,200-parameter upsert spent more time binding
+/// than running. Anonymous parameters have no name to scan.
+pub fn multi_row_insert(
+    backend: Backend,
+    head: &str,
+    columns: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
     sql.push_str(head);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
             let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+            match backend {
+                Backend::Postgres => {
+                    let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+                }
+                Backend::Sqlite => {
+                    sql.push_str(separator);
+                    sql.push('?');
+                }
+            }
         }
         sql.push(')');
     }
@@ -46,14 +67,22 @@ mod tests {
 
     #[test]
     fn multi_row_inserts_number_their_placeholders() {
-        assert_eq!(
+        let sql = |backend| {
             multi_row_insert(
+                backend,
                 "INSERT INTO t (a, b) VALUES ",
                 2,
                 3,
-                " ON CONFLICT DO NOTHING"
-            ),
+                " ON CONFLICT DO NOTHING",
+            )
+        };
+        assert_eq!(
+            sql(Backend::Postgres),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            sql(Backend::Sqlite),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?) ON CONFLICT DO NOTHING"
         );
     }
 

@@ -272,12 +272,14 @@ async fn quota_spec<'e>(
 /// caller's transaction.
 pub(in crate::store) async fn add_consumed(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     consumed: &BTreeMap<WindowKey, Consumed>,
 ) -> Result<(), StoreError> {
     let now_ms = super::now_ms();
     let rows: Vec<_> = consumed.iter().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = multi_row_insert(
+            backend,
             "INSERT INTO quota_windows \
              (quota, consumer, window_start_unix_s, granted, used, unleased, updated_at_ms) \
              VALUES ",
@@ -288,7 +290,7 @@ pub(in crate::store) async fn add_consumed(
              unleased = quota_windows.unleased + excluded.unleased, \
              updated_at_ms = excluded.updated_at_ms",
         );
-        // Built from the constants above and numbered placeholders only.
+        // Built from the constants above and placeholders only.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (key, sums) in chunk {
             query = query

@@ -5,12 +5,17 @@
 //! Exactly once: a batch carries a sequence number, increasing per proxy process (instance).
 //! The instance's highest stored sequence lives in `usage_instances` and advances in the
 //! transaction that adds the batch's counters, so a batch resent after a lost acknowledgement
-//! (a reconnect, a failover to another replica) is recognised and skipped. The instance row is
-//! upserted first, which locks it: two replicas handed the same batch serialise there and the
-//! second one skips it.
+//! (a reconnect, a failover to another replica) is recognised and skipped. The instance rows
+//! are upserted first, which locks them: two replicas handed the same batch serialise there and
+//! the second one skips it.
 //!
-//! Counters only grow, by upserts that add (`requests = requests + excluded.requests`), in key
-//! order: replicas sharing a PostgreSQL may add to the same minute at once.
+//! One write may hold the reports of many instances (group commit, see
+//! `crate::reports::ingest`): their counters are summed before they are written, so a fleet
+//! adding to the same keys costs a row per key, not per proxy. Instance rows are locked in id
+//! order and counters upserted in key order, so replicas sharing a PostgreSQL cannot deadlock.
+//!
+//! Counters only grow, by upserts that add (`requests = requests + excluded.requests`):
+//! replicas sharing a PostgreSQL may add to the same minute at once.
 //!
 //! A batch also carries the requests let through against each quota
 //! ([`super::quotas::QuotaConsumption`]); they are added to the quota windows in the same
@@ -29,6 +34,7 @@ mod tally;
 
 use std::collections::BTreeMap;
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use super::columns::{MAX_KEY_BYTES, MAX_VALUE};
@@ -143,21 +149,41 @@ pub struct UsageItem {
     pub latency: LatencyHistogram,
 }
 
-/// Stores `batches` of one proxy instance in one transaction; see the module doc.
-pub(super) async fn record(
-    pool: &AnyPool,
-    backend: Backend,
-    node_id: &str,
-    instance_id: &str,
-    batches: Vec<UsageBatch>,
-) -> Result<UsageRecorded, StoreError> {
+/// The batches one report stream message carries: one proxy instance's, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceUsage {
+    /// The proxy's node id.
+    pub node_id: String,
+    /// The proxy process (a restart is a new instance, with sequences from 1 again).
+    pub instance_id: String,
+    /// Its batches, oldest first.
+    pub batches: Vec<UsageBatch>,
+}
+
+fn check_instance_id(instance_id: &str) -> Result<(), StoreError> {
     if instance_id.is_empty() || instance_id.len() > MAX_INSTANCE_ID_BYTES {
         return Err(StoreError::InvalidInput(format!(
             "instance_id must be 1 to {MAX_INSTANCE_ID_BYTES} bytes"
         )));
     }
+    Ok(())
+}
+
+/// Stores `reports` (of one or many instances) in one transaction; what was done with each,
+/// in their order. See the module doc.
+pub(super) async fn record(
+    pool: &AnyPool,
+    backend: Backend,
+    reports: &[InstanceUsage],
+) -> Result<Vec<UsageRecorded>, StoreError> {
+    for report in reports {
+        check_instance_id(&report.instance_id)?;
+    }
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = super::begin_write(pool, backend).await?;
-    match record_in(&mut tx, node_id, instance_id, batches).await {
+    match record_in(&mut tx, backend, reports).await {
         Ok(recorded) => {
             tx.commit().await?;
             Ok(recorded)
@@ -173,43 +199,61 @@ pub(super) async fn record(
 
 async fn record_in(
     tx: &mut Transaction<'_, Any>,
-    node_id: &str,
-    instance_id: &str,
-    batches: Vec<UsageBatch>,
-) -> Result<UsageRecorded, StoreError> {
-    // Locks the instance's row (creating it at -1, "nothing stored yet") and reads the
-    // highest sequence stored by any replica.
-    let stored: i64 = sqlx::query(
-        "INSERT INTO usage_instances (instance_id, node_id, last_sequence, updated_at_ms) \
-         VALUES ($1, $2, -1, $3) \
-         ON CONFLICT (instance_id) DO UPDATE SET node_id = excluded.node_id, \
-         updated_at_ms = excluded.updated_at_ms \
-         RETURNING last_sequence",
-    )
-    .bind(instance_id)
-    .bind(node_id)
-    .bind(super::now_ms())
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("last_sequence")?;
-
-    let mut recorded = UsageRecorded::default();
+    backend: Backend,
+    reports: &[InstanceUsage],
+) -> Result<Vec<UsageRecorded>, StoreError> {
+    let instances: BTreeMap<&str, &str> = reports
+        .iter()
+        .map(|r| (r.instance_id.as_str(), r.node_id.as_str()))
+        .collect();
+    let stored = lock_instances(tx, backend, &instances).await?;
+    // The newest sequence of each instance, stored or earlier in this write.
+    let mut newest: BTreeMap<String, i64> = stored.clone();
     let mut tally = Tally::default();
-    // Batches come oldest first: one at or below the newest seen so far is a repeat, whether
-    // stored before or earlier in this message.
-    let mut newest = stored;
+    let mut recorded = Vec::with_capacity(reports.len());
+    for report in reports {
+        let newest = newest
+            .get_mut(&report.instance_id)
+            .ok_or_else(|| StoreError::Internal("usage instance not locked".to_owned()))?;
+        recorded.push(add_report(&mut tally, newest, &report.batches));
+    }
+    upsert_counters(tx, backend, &tally.counters).await?;
+    upsert_latency(tx, backend, &tally).await?;
+    quotas::add_consumed(tx, backend, &tally.quota).await?;
+    let advanced: Vec<(&str, i64)> = newest
+        .iter()
+        .filter(|(id, sequence)| stored.get(*id).is_some_and(|s| *sequence > s))
+        .map(|(id, sequence)| (id.as_str(), *sequence))
+        .collect();
+    advance_instances(tx, backend, &advanced).await?;
+    Ok(recorded)
+}
+
+/// Adds one message's batches to `tally`, skipping those at or below `newest` (repeats) and
+/// raising it; what was done with the message.
+fn add_report(tally: &mut Tally, newest: &mut i64, batches: &[UsageBatch]) -> UsageRecorded {
+    let before = (
+        tally.accepted,
+        tally.quota_accepted,
+        tally.invalid,
+        tally.quota_used,
+        tally.quota_unleased,
+    );
+    let mut recorded = UsageRecorded::default();
     for batch in batches {
         match i64::try_from(batch.sequence) {
-            Ok(sequence) if sequence > newest => {
-                newest = newest.max(sequence);
+            // Batches come oldest first: one at or below the newest seen so far is a repeat,
+            // whether stored before or earlier in this write.
+            Ok(sequence) if sequence > *newest => {
+                *newest = sequence;
                 recorded.batches += 1;
                 recorded.dropped_requests = recorded
                     .dropped_requests
                     .saturating_add(batch.dropped_requests);
-                for counter in batch.counters {
+                for counter in &batch.counters {
                     tally.add(counter);
                 }
-                for consumption in batch.quota_used {
+                for consumption in &batch.quota_used {
                     tally.add_quota(consumption);
                 }
             }
@@ -220,35 +264,90 @@ async fn record_in(
             ),
         }
     }
-    upsert_counters(tx, &tally.counters).await?;
-    upsert_latency(tx, &tally.latency).await?;
-    quotas::add_consumed(tx, &tally.quota).await?;
-    if newest > stored {
-        sqlx::query("UPDATE usage_instances SET last_sequence = $1 WHERE instance_id = $2")
-            .bind(newest)
-            .bind(instance_id)
-            .execute(&mut **tx)
-            .await?;
+    recorded.acked = u64::try_from(*newest).unwrap_or(0);
+    recorded.counters = tally.accepted - before.0;
+    recorded.quota_entries = tally.quota_accepted - before.1;
+    recorded.invalid = tally.invalid - before.2;
+    recorded.quota_used = tally.quota_used - before.3;
+    recorded.quota_unleased = tally.quota_unleased - before.4;
+    recorded.first_invalid = tally.first_invalid.take();
+    recorded
+}
+
+/// Locks the rows of `instances` (id → node id) in id order, creating missing ones at -1
+/// ("nothing stored yet"), and reads the highest sequence each has stored through any replica.
+async fn lock_instances(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    instances: &BTreeMap<&str, &str>,
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let rows: Vec<_> = instances
+        .iter()
+        .map(|(id, node)| (*id, *node, -1))
+        .collect();
+    let mut stored = BTreeMap::new();
+    let tail = " ON CONFLICT (instance_id) DO UPDATE SET node_id = excluded.node_id, \
+                updated_at_ms = excluded.updated_at_ms RETURNING instance_id, last_sequence";
+    for row in upsert_instances(tx, backend, &rows, tail).await? {
+        stored.insert(row.try_get("instance_id")?, row.try_get("last_sequence")?);
     }
-    recorded.acked = u64::try_from(newest).unwrap_or(0);
-    recorded.counters = tally.accepted;
-    recorded.quota_entries = tally.quota_accepted;
-    for sums in tally.quota.values() {
-        recorded.quota_used = recorded.quota_used.saturating_add(sums.used);
-        recorded.quota_unleased = recorded.quota_unleased.saturating_add(sums.unleased);
+    Ok(stored)
+}
+
+/// Sets the highest stored sequence of the (locked) instances of `advanced`.
+async fn advance_instances(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    advanced: &[(&str, i64)],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = advanced.iter().map(|(id, seq)| (*id, "", *seq)).collect();
+    let tail = " ON CONFLICT (instance_id) DO UPDATE SET last_sequence = excluded.last_sequence";
+    upsert_instances(tx, backend, &rows, tail).await?;
+    Ok(())
+}
+
+/// Upserts `(instance_id, node_id, last_sequence)` rows, in their order, with `tail` saying
+/// what a conflict does; the rows the statements return.
+async fn upsert_instances(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    rows: &[(&str, &str, i64)],
+    tail: &str,
+) -> Result<Vec<AnyRow>, StoreError> {
+    let now_ms = super::now_ms();
+    let mut returned = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = multi_row_insert(
+            backend,
+            "INSERT INTO usage_instances (instance_id, node_id, last_sequence, updated_at_ms) \
+             VALUES ",
+            4,
+            chunk.len(),
+            tail,
+        );
+        // Built from the constants of the callers and placeholders only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (instance_id, node_id, sequence) in chunk {
+            query = query
+                .bind(*instance_id)
+                .bind(*node_id)
+                .bind(*sequence)
+                .bind(now_ms);
+        }
+        returned.extend(query.fetch_all(&mut **tx).await?);
     }
-    recorded.invalid = tally.invalid;
-    recorded.first_invalid = tally.first_invalid;
-    Ok(recorded)
+    Ok(returned)
 }
 
 async fn upsert_counters(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     counters: &BTreeMap<CounterKey, Totals>,
 ) -> Result<(), StoreError> {
     let rows: Vec<_> = counters.iter().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = multi_row_insert(
+            backend,
             "INSERT INTO usage_counters \
              (minute_unix_s, route, consumer, status_class, requests, bytes_in, bytes_out, \
              latency_sum_us) VALUES ",
@@ -260,7 +359,7 @@ async fn upsert_counters(
              bytes_out = usage_counters.bytes_out + excluded.bytes_out, \
              latency_sum_us = usage_counters.latency_sum_us + excluded.latency_sum_us",
         );
-        // Built from the constants above and numbered placeholders only.
+        // Built from the constants above and placeholders only.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (key, totals) in chunk {
             query = query
@@ -280,11 +379,13 @@ async fn upsert_counters(
 
 async fn upsert_latency(
     tx: &mut Transaction<'_, Any>,
-    latency: &BTreeMap<(CounterKey, i64), u64>,
+    backend: Backend,
+    tally: &Tally,
 ) -> Result<(), StoreError> {
-    let rows: Vec<_> = latency.iter().collect();
+    let rows: Vec<_> = tally.latency_rows().collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = multi_row_insert(
+            backend,
             "INSERT INTO usage_latency \
              (minute_unix_s, route, consumer, status_class, bound_us, count) VALUES ",
             6,
@@ -292,16 +393,16 @@ async fn upsert_latency(
             " ON CONFLICT (minute_unix_s, route, consumer, status_class, bound_us) \
              DO UPDATE SET count = usage_latency.count + excluded.count",
         );
-        // Built from the constants above and numbered placeholders only.
+        // Built from the constants above and placeholders only.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((key, bound_us), count) in chunk {
+        for (key, bound_us, count) in chunk {
             query = query
                 .bind(key.minute_unix_s)
                 .bind(key.route.as_str())
                 .bind(key.consumer.as_str())
                 .bind(key.status_class)
                 .bind(*bound_us)
-                .bind(to_column(**count));
+                .bind(to_column(*count));
         }
         query.execute(&mut **tx).await?;
     }

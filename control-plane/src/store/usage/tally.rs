@@ -1,5 +1,5 @@
-//! Checks and sums the usage counters and quota consumption of one report before they are
-//! written. A bad entry is skipped and counted (never an error of the whole report); the good
+//! Checks and sums the usage counters and quota consumption of the reports of one write before
+//! they are written. A bad entry is skipped and counted (never an error of the whole report); the good
 //! ones are summed per key in key order, the order their rows are upserted in, so writers
 //! sharing a PostgreSQL lock rows in one order and cannot deadlock each other.
 
@@ -24,6 +24,9 @@ pub enum InvalidCounter {
     /// A route, consumer or quota name over [`MAX_KEY_BYTES`] (or an empty quota name).
     #[error("route, consumer and quota names must be at most {MAX_KEY_BYTES} bytes")]
     NameTooLong,
+    /// A route, consumer or quota name holding a NUL character (PostgreSQL text cannot).
+    #[error("route, consumer and quota names must not contain NUL")]
+    NameNul,
     /// A count, byte total or latency sum over [`MAX_VALUE`].
     #[error("counts, byte totals and latency sums must be at most 2^53")]
     TooLarge,
@@ -61,7 +64,7 @@ pub struct CounterKey {
 }
 
 /// The sums of one key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Requests.
     pub requests: u64,
@@ -71,6 +74,8 @@ pub struct Totals {
     pub bytes_out: u64,
     /// Sum of the requests' latencies, µs.
     pub latency_sum_us: u64,
+    /// Requests per latency bucket bound (µs, at most `i64::MAX`); empty buckets are not kept.
+    pub latency: BTreeMap<i64, u64>,
 }
 
 /// Counters checked and summed.
@@ -78,14 +83,16 @@ pub struct Totals {
 pub struct Tally {
     /// Sums per key.
     pub counters: BTreeMap<CounterKey, Totals>,
-    /// Latency counts per key and bucket bound (µs, at most `i64::MAX`).
-    pub latency: BTreeMap<(CounterKey, i64), u64>,
     /// Quota consumption per window row.
     pub quota: BTreeMap<WindowKey, Consumed>,
     /// Counters taken.
     pub accepted: u64,
     /// Quota consumption entries taken.
     pub quota_accepted: u64,
+    /// Requests let through against quotas, over the entries taken.
+    pub quota_used: u64,
+    /// Of those, the ones let through without a lease.
+    pub quota_unleased: u64,
     /// Counters and quota consumption entries skipped.
     pub invalid: u64,
     /// Why the first skipped counter was skipped.
@@ -100,8 +107,8 @@ impl Tally {
     }
 
     /// Adds `counter`, or counts it as invalid.
-    pub fn add(&mut self, counter: UsageCounter) {
-        let status_class = match check(&counter) {
+    pub fn add(&mut self, counter: &UsageCounter) {
+        let status_class = match check(counter) {
             Ok(status_class) => status_class,
             Err(reason) => {
                 self.skip(1, reason);
@@ -112,10 +119,11 @@ impl Tally {
         let key = CounterKey {
             // `check` bounded it to i64.
             minute_unix_s: counter.minute_unix_s as i64,
-            route: counter.route,
-            consumer: counter.consumer,
+            route: counter.route.clone(),
+            consumer: counter.consumer.clone(),
             status_class,
         };
+        let totals = self.counters.entry(key).or_default();
         for (&bound, &count) in counter
             .latency_bounds_us
             .iter()
@@ -124,29 +132,40 @@ impl Tally {
             if count > 0 {
                 // A proxy may mark its overflow bucket with u64::MAX: it stays the last.
                 let bound = i64::try_from(bound).unwrap_or(i64::MAX);
-                let sum = self.latency.entry((key.clone(), bound)).or_default();
+                let sum = totals.latency.entry(bound).or_default();
                 *sum = sum.saturating_add(count);
             }
         }
-        let totals = self.counters.entry(key).or_default();
         totals.requests = totals.requests.saturating_add(counter.requests);
         totals.bytes_in = totals.bytes_in.saturating_add(counter.bytes_in);
         totals.bytes_out = totals.bytes_out.saturating_add(counter.bytes_out);
         totals.latency_sum_us = totals.latency_sum_us.saturating_add(counter.latency_sum_us);
     }
 
+    /// Every non-empty latency bucket: key, bound (µs) and count, in key and bound order.
+    pub fn latency_rows(&self) -> impl Iterator<Item = (&CounterKey, i64, u64)> {
+        self.counters.iter().flat_map(|(key, totals)| {
+            totals
+                .latency
+                .iter()
+                .map(move |(&bound, &count)| (key, bound, count))
+        })
+    }
+
     /// Adds quota `consumption`, or counts it as invalid.
-    pub fn add_quota(&mut self, consumption: QuotaConsumption) {
-        if let Err(reason) = check_quota(&consumption) {
+    pub fn add_quota(&mut self, consumption: &QuotaConsumption) {
+        if let Err(reason) = check_quota(consumption) {
             self.skip(1, reason);
             return;
         }
         self.quota_accepted += 1;
+        self.quota_used = self.quota_used.saturating_add(consumption.used);
+        self.quota_unleased = self.quota_unleased.saturating_add(consumption.unleased);
         let key = WindowKey {
             // `check_quota` bounded it to i64.
             window_start_unix_s: consumption.window_start_unix_s as i64,
-            quota: consumption.quota,
-            consumer: consumption.consumer,
+            quota: consumption.quota.clone(),
+            consumer: consumption.consumer.clone(),
         };
         let sums = self.quota.entry(key).or_default();
         sums.used = sums.used.saturating_add(consumption.used);
@@ -161,6 +180,9 @@ fn check_quota(c: &QuotaConsumption) -> Result<(), InvalidCounter> {
     if c.quota.is_empty() || c.quota.len() > MAX_KEY_BYTES || c.consumer.len() > MAX_KEY_BYTES {
         return Err(InvalidCounter::NameTooLong);
     }
+    if has_nul(&c.quota) || has_nul(&c.consumer) {
+        return Err(InvalidCounter::NameNul);
+    }
     if c.used > MAX_VALUE {
         return Err(InvalidCounter::TooLarge);
     }
@@ -168,6 +190,10 @@ fn check_quota(c: &QuotaConsumption) -> Result<(), InvalidCounter> {
         return Err(InvalidCounter::Unleased);
     }
     Ok(())
+}
+
+fn has_nul(name: &str) -> bool {
+    name.as_bytes().contains(&0)
 }
 
 /// The counter's status class as stored, if the counter is valid.
@@ -181,6 +207,9 @@ fn check(counter: &UsageCounter) -> Result<i16, InvalidCounter> {
     }
     if counter.route.len() > MAX_KEY_BYTES || counter.consumer.len() > MAX_KEY_BYTES {
         return Err(InvalidCounter::NameTooLong);
+    }
+    if has_nul(&counter.route) || has_nul(&counter.consumer) {
+        return Err(InvalidCounter::NameNul);
     }
     let bounds = &counter.latency_bounds_us;
     let buckets = &counter.latency_buckets;
@@ -224,9 +253,9 @@ mod tests {
     #[test]
     fn sums_equal_keys_and_keeps_key_order() {
         let mut tally = Tally::default();
-        tally.add(counter("b", "", 2, 1));
-        tally.add(counter("a", "c1", 5, 2));
-        tally.add(counter("b", "", 2, 3));
+        tally.add(&counter("b", "", 2, 1));
+        tally.add(&counter("a", "c1", 5, 2));
+        tally.add(&counter("b", "", 2, 3));
         assert_eq!((tally.accepted, tally.invalid), (3, 0));
         let keys: Vec<_> = tally.counters.keys().map(|k| k.route.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
@@ -238,12 +267,15 @@ mod tests {
                 bytes_in: 40,
                 bytes_out: 400,
                 latency_sum_us: 2_000,
+                latency: [(1_000, 4)].into(),
             }
         );
         // Empty buckets are not written.
-        assert_eq!(tally.latency.len(), 2);
-        assert!(tally.latency.keys().all(|(_, bound)| *bound == 1_000));
-        assert_eq!(tally.latency.values().copied().collect::<Vec<_>>(), [2, 4]);
+        let rows: Vec<_> = tally
+            .latency_rows()
+            .map(|(key, bound, count)| (key.route.as_str(), bound, count))
+            .collect();
+        assert_eq!(rows, [("a", 1_000, 2), ("b", 1_000, 4)]);
     }
 
     #[test]
@@ -273,6 +305,8 @@ mod tests {
                 counter("r", &"c".repeat(MAX_KEY_BYTES + 1), 2, 1),
                 InvalidCounter::NameTooLong,
             ),
+            (counter("r\0", "", 2, 1), InvalidCounter::NameNul),
+            (counter("r", "c\0", 2, 1), InvalidCounter::NameNul),
             (
                 UsageCounter {
                     latency_buckets: vec![1],
@@ -305,8 +339,8 @@ mod tests {
         ];
         for (bad, reason) in cases {
             let mut tally = Tally::default();
-            tally.add(bad.clone());
-            tally.add(counter("ok", "", 2, 1));
+            tally.add(&bad);
+            tally.add(&counter("ok", "", 2, 1));
             assert_eq!((tally.accepted, tally.invalid), (1, 1), "{bad:?}");
             assert_eq!(tally.first_invalid, Some(reason), "{bad:?}");
             assert_eq!(tally.counters.len(), 1);
@@ -326,10 +360,10 @@ mod tests {
     #[test]
     fn quota_consumption_is_summed_per_window_and_checked() {
         let mut tally = Tally::default();
-        tally.add_quota(consumption("gold", "bob", 3, 1));
-        tally.add_quota(consumption("gold", "alice", 2, 0));
-        tally.add_quota(consumption("gold", "bob", 4, 4));
-        tally.add_quota(QuotaConsumption {
+        tally.add_quota(&consumption("gold", "bob", 3, 1));
+        tally.add_quota(&consumption("gold", "alice", 2, 0));
+        tally.add_quota(&consumption("gold", "bob", 4, 4));
+        tally.add_quota(&QuotaConsumption {
             window_start_unix_s: 1_704_067_260,
             ..consumption("gold", "bob", 1, 0)
         });
@@ -384,9 +418,11 @@ mod tests {
                 InvalidCounter::TooLarge,
             ),
             (consumption("gold", "", 1, 2), InvalidCounter::Unleased),
+            (consumption("gold\0", "", 1, 0), InvalidCounter::NameNul),
+            (consumption("gold", "\0", 1, 0), InvalidCounter::NameNul),
         ] {
             let mut tally = Tally::default();
-            tally.add_quota(bad.clone());
+            tally.add_quota(&bad);
             assert_eq!((tally.quota_accepted, tally.invalid), (0, 1), "{bad:?}");
             assert_eq!(tally.first_invalid, Some(reason), "{bad:?}");
             assert!(tally.quota.is_empty());
@@ -396,12 +432,12 @@ mod tests {
     #[test]
     fn an_overflow_bound_is_kept_as_the_largest() {
         let mut tally = Tally::default();
-        tally.add(UsageCounter {
+        tally.add(&UsageCounter {
             latency_bounds_us: vec![1_000, u64::MAX],
             latency_buckets: vec![1, 1],
             ..counter("r", "", 2, 2)
         });
-        let bounds: Vec<i64> = tally.latency.keys().map(|(_, b)| *b).collect();
+        let bounds: Vec<i64> = tally.latency_rows().map(|(_, b, _)| b).collect();
         assert_eq!(bounds, [1_000, i64::MAX]);
     }
 }
