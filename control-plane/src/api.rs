@@ -102,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/quotas/{name}/usage", get(quota_usage::get))
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
+        .route("/api/v1/revisions/{n}/diff", get(revisions::diff))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

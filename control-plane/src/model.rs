@@ -10,9 +10,11 @@
 //! - [`walk`]: the JSON walker that records errors and unknown fields.
 //! - [`syntax`]: names, hosts, addresses, headers, paths.
 //! - one module per kind: [`cluster`], [`route`], [`consumer`], [`jwt_provider`], [`quota`].
+//! - [`diff`]: what differs between two configs, per resource and field.
 
 pub mod cluster;
 pub mod consumer;
+pub mod diff;
 pub mod jwt_provider;
 mod kind;
 pub mod quota;

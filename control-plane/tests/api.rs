@@ -503,6 +503,79 @@ async fn revisions_and_rollback(store: Store) {
     api.call(Method::POST, "/api/v1/revisions/9999/rollback", None)
         .await
         .expect(StatusCode::NOT_FOUND);
+
+    // Diffs: against the revision before by default, any other, or the empty config (0).
+    let d = api
+        .get(&format!("/api/v1/revisions/{}/diff", v1 + 1))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (d.body["revision"].as_i64(), d.body["against"].as_i64()),
+        (Some(v1 + 1), Some(v1))
+    );
+    assert_eq!(
+        d.body["resources"],
+        json!([{"kind": "clusters", "name": "web", "change": "changed", "fields": [
+            {"field": "endpoints[0].address", "before": "127.0.0.1:8001", "after": "127.0.0.1:8002"}
+        ]}])
+    );
+    let from_empty = api
+        .get(&format!("/api/v1/revisions/{}/diff?against=0", v1 + 2))
+        .await
+        .expect(StatusCode::OK);
+    let added: Vec<_> = from_empty.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["name"].as_str().unwrap(),
+                r["change"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        added,
+        [("clusters", "web", "added"), ("routes", "r", "added")]
+    );
+    let removed = api
+        .get(&format!(
+            "/api/v1/revisions/{}/diff?against={}",
+            v1 + 3,
+            v1 + 2
+        ))
+        .await
+        .expect(StatusCode::OK);
+    let changes: Vec<_> = removed.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, [("web", "changed"), ("r", "removed")]);
+    let restored = api
+        .get(&format!("/api/v1/revisions/{}/diff?against={v1}", v1 + 3))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        restored.body["resources"],
+        json!([]),
+        "the rollback restored it exactly"
+    );
+    for bad in ["-1", "abc"] {
+        let reply = api
+            .get(&format!("/api/v1/revisions/{v1}/diff?against={bad}"))
+            .await
+            .expect(StatusCode::BAD_REQUEST);
+        assert_eq!(reply.fields(), ["against"]);
+    }
+    api.get(&format!("/api/v1/revisions/{v1}/diff?against=9999"))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    api.get("/api/v1/revisions/9999/diff")
+        .await
+        .expect(StatusCode::NOT_FOUND);
 }
 
 async fn other_kinds_and_their_references(store: Store) {

@@ -29,7 +29,7 @@ use super::{
         quotas::list, quotas::create, quotas::read, quotas::put, quotas::delete,
         quota_usage::get,
         proxies::list, health::get, usage::get,
-        revisions::list, revisions::get, revisions::rollback,
+        revisions::list, revisions::get, revisions::diff, revisions::rollback,
         system::healthz, system::metrics, system::openapi,
     ),
     modifiers(&BearerAuth),

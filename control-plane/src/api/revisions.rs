@@ -1,5 +1,6 @@
 //! `/api/v1/revisions`: the global history of config writes, the full config at any revision,
-//! and rollback (which restores an old config as a new revision, never rewriting history).
+//! the difference between two revisions, and rollback (which restores an old config as a new
+//! revision, never rewriting history).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use super::ApiState;
 use super::problem::Problem;
 use super::resources::render;
 use crate::model::Kind;
+use crate::model::diff::{self, Config, ResourceDiff};
 use crate::store::Revision;
 
 /// The default page size of the revision list.
@@ -96,6 +98,67 @@ pub async fn get(
             .push(render(&resource));
     }
     Ok(Json(RevisionDetail { revision, config }))
+}
+
+/// Which revision a diff is taken against.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Against {
+    /// The earlier side (default `n - 1`; 0 is the empty config before the first revision).
+    against: Option<i64>,
+}
+
+/// How the config at one revision differs from the config at another.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionDiff {
+    /// The later side.
+    pub revision: i64,
+    /// The earlier side.
+    pub against: i64,
+    /// Each resource that differs, by kind and name.
+    pub resources: Vec<ResourceDiff>,
+}
+
+/// The config at revision `n` compared with the config at `against`: per resource added,
+/// removed or changed, with every changed field.
+#[utoipa::path(get, path = "/api/v1/revisions/{n}/diff", tag = "revisions",
+    params(("n" = i64, Path, description = "Revision number"), Against),
+    responses(
+        (status = 200, description = "What differs", body = RevisionDiff),
+        (status = 400, description = "Bad `against`", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong token", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "No such revision", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn diff(
+    State(state): State<ApiState>,
+    Path(n): Path<String>,
+    against: Result<Query<Against>, QueryRejection>,
+) -> Result<Json<RevisionDiff>, Problem> {
+    let n = revision_number(&n)?;
+    let Query(against) = against.map_err(|e| Problem::invalid_field("against", e.body_text()))?;
+    let against = against.against.unwrap_or(n - 1);
+    if against < 0 {
+        return Err(Problem::invalid_field(
+            "against",
+            "must be a revision number (0: the empty config)",
+        ));
+    }
+    let config = |resources: Vec<crate::store::StoredResource>| -> Config {
+        resources
+            .into_iter()
+            .map(|r| ((r.kind, r.name), r.spec))
+            .collect()
+    };
+    let after = config(state.store.config_at(n).await?);
+    let before = config(state.store.config_at(against).await?);
+    Ok(Json(RevisionDiff {
+        revision: n,
+        against,
+        resources: diff::diff(&before, &after),
+    }))
 }
 
 /// Restore the config of revision `n` as a new revision.
