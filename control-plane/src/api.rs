@@ -10,7 +10,8 @@
 //!   [`consumers`], [`jwt_providers`], [`quotas`]: one module of handlers per kind;
 //!   [`keys`]: consumers' API keys.
 //! - [`proxies`], [`health`], [`usage`], [`quota_usage`], [`revisions`]: fleet, endpoint
-//!   health, usage and quota use from proxy reports, and history.
+//!   health, usage and quota use from proxy reports, and history; [`declarative`]: apply and
+//!   export of the whole config as one document.
 //! - [`system`]: health, metrics, OpenAPI; [`openapi`]: the document.
 //! - [`auth`]: bearer-token check; [`publish`]: writes answered once streamed;
 //!   [`problem`]: the error type.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod clusters;
 pub mod consumers;
+pub mod declarative;
 pub mod health;
 pub mod jwt_providers;
 pub mod keys;
@@ -103,6 +105,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/revisions", get(revisions::list))
         .route("/api/v1/revisions/{n}", get(revisions::get))
         .route("/api/v1/revisions/{n}/diff", get(revisions::diff))
+        .route(
+            "/api/v1/apply",
+            post(declarative::apply).layer(DefaultBodyLimit::max(declarative::MAX_DOCUMENT_BYTES)),
+        )
+        .route("/api/v1/export", get(declarative::export))
         .route("/api/v1/revisions/{n}/rollback", post(revisions::rollback))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -26,6 +26,7 @@ on_both_stores!(
     syntax_and_reference_errors_in_one_answer,
     revisions_and_rollback,
     other_kinds_and_their_references,
+    apply_and_export_a_whole_document,
 );
 
 /// A test client of one router.
@@ -1413,4 +1414,164 @@ async fn writes_are_answered_once_the_snapshot_includes_them() {
     let started = std::time::Instant::now();
     api.get("/api/v1/clusters/web").await.expect(StatusCode::OK);
     assert!(started.elapsed() < std::time::Duration::from_millis(250));
+}
+
+async fn revision_count(api: &Api) -> usize {
+    let reply = api.get("/api/v1/revisions?limit=1000").await;
+    reply.expect(StatusCode::OK).body.as_array().unwrap().len()
+}
+
+async fn apply_and_export_a_whole_document(store: Store) {
+    let api = Api::open(store);
+    let document = |port: u16| {
+        json!({
+            "clusters": [{"name": "web", "endpoints": [{"address": format!("127.0.0.1:{port}")}]}],
+            "routes": [{"name": "r", "match": {"path_prefix": "/v1"}, "cluster": "web"}],
+            "quotas": [{"name": "gold", "limit": 100, "window": "minute"}],
+        })
+    };
+    let kinds = |reply: &Reply| -> Vec<(String, String, String)> {
+        reply.body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_owned();
+                (s("kind"), s("name"), s("change"))
+            })
+            .collect()
+    };
+
+    let first = api
+        .post("/api/v1/apply", document(8001))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        kinds(&first),
+        [
+            ("clusters".into(), "web".into(), "added".into()),
+            ("quotas".into(), "gold".into(), "added".into()),
+            ("routes".into(), "r".into(), "added".into()),
+        ]
+    );
+    assert_eq!(
+        first.body["revision"]["changes"].as_array().unwrap().len(),
+        3,
+        "one revision"
+    );
+    assert_eq!(revision_count(&api).await, 1);
+    // The same document again: nothing differs, no revision.
+    let again = api
+        .post("/api/v1/apply", document(8001))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        (again.body["revision"].clone(), kinds(&again).len()),
+        (Value::Null, 0)
+    );
+    // A dry run answers the diff and writes nothing.
+    let dry = api
+        .post("/api/v1/apply?dry_run=true", document(8002))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(dry.body["dry_run"], true);
+    assert_eq!(dry.body["revision"], Value::Null);
+    assert_eq!(
+        dry.body["resources"][0]["fields"],
+        json!([{"field": "endpoints[0].address", "before": "127.0.0.1:8001", "after": "127.0.0.1:8002"}])
+    );
+    let web = api.get("/api/v1/clusters/web").await.expect(StatusCode::OK);
+    assert_eq!(web.body["endpoints"][0]["address"], "127.0.0.1:8001");
+
+    // Bad items: every field named by its place in the document; nothing written.
+    let bad = api
+        .post(
+            "/api/v1/apply",
+            json!({
+                "clusters": [{"name": "a", "endpoints": [{"address": 5}]}, {"name": "a", "endpoints": [{"address": "x:1"}]},
+                             {"name": "a", "endpoints": [{"address": "x:1"}]}],
+                "routes": [{"name": "y", "match": {"path_prefix": 5}, "cluster": "web"}],
+                "widgets": [],
+            }),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let fields = bad.fields();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("clusters[0].endpoints")),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"clusters[2].name".to_owned()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"routes[0].match.path_prefix".to_owned()),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"widgets".to_owned()), "{fields:?}");
+    let unknown = api
+        .post(
+            "/api/v1/apply",
+            json!({"routes": [{"name": "z", "cluster": "nope"}]}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.fields(), ["routes[0].cluster"]);
+    // Pruning the cluster a kept route uses is refused the same way.
+    let orphan = api
+        .post(
+            "/api/v1/apply?prune=true",
+            json!({"routes": [{"name": "r", "cluster": "web"}]}),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(orphan.fields(), ["routes[0].cluster"]);
+    api.post("/api/v1/apply", json!(["not", "a", "document"]))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert_eq!(revision_count(&api).await, 1);
+
+    // Export, prune everything away, apply the export: the same config again.
+    let exported = api.get("/api/v1/export").await.expect(StatusCode::OK).body;
+    assert_eq!(exported["clusters"][0]["name"], "web");
+    assert_eq!(exported["routes"][0]["cluster"], "web");
+    assert_eq!(exported["consumers"], json!([]));
+    assert!(
+        exported["routes"][0].get("version").is_none(),
+        "no server-set fields"
+    );
+    let emptied = api
+        .post("/api/v1/apply?prune=true", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        kinds(&emptied).iter().filter(|k| k.2 == "removed").count(),
+        3
+    );
+    api.get("/api/v1/routes/r")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    api.post("/api/v1/apply", exported.clone())
+        .await
+        .expect(StatusCode::OK);
+    let round_trip = api.get("/api/v1/export").await.expect(StatusCode::OK).body;
+    assert_eq!(round_trip, exported);
+    assert_eq!(revision_count(&api).await, 3);
+
+    // A document may be larger than a single resource's body limit (1 MiB), up to 16 MiB.
+    for (padding, status) in [
+        (2 << 20, StatusCode::OK),
+        (17 << 20, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let body = format!("{{{}\"quotas\": []}}", " ".repeat(padding));
+        let request = api
+            .request(Method::POST, "/api/v1/apply?dry_run=true")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        api.send(request).await.expect(status);
+    }
 }

@@ -6,8 +6,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::{
-    clusters, consumers, health, jwt_providers, keys, proxies, quota_usage, quotas, revisions,
-    routes, system, usage,
+    clusters, consumers, declarative, health, jwt_providers, keys, proxies, quota_usage, quotas,
+    revisions, routes, system, usage,
 };
 
 /// The admin API description.
@@ -30,6 +30,7 @@ use super::{
         quota_usage::get,
         proxies::list, health::get, usage::get,
         revisions::list, revisions::get, revisions::diff, revisions::rollback,
+        declarative::apply, declarative::export,
         system::healthz, system::metrics, system::openapi,
     ),
     modifiers(&BearerAuth),
@@ -41,7 +42,7 @@ use super::{
         (name = "jwt-providers", description = "JWT issuers"),
         (name = "quotas", description = "Fleet-wide budgets and their use"),
         (name = "fleet", description = "Connected proxies, endpoint health and usage"),
-        (name = "revisions", description = "History and rollback"),
+        (name = "revisions", description = "History, diff, rollback, declarative apply and export"),
         (name = "system", description = "Health, metrics, this document"),
     )
 )]
