@@ -1561,6 +1561,51 @@ async fn apply_and_export_a_whole_document(store: Store) {
     assert_eq!(round_trip, exported);
     assert_eq!(revision_count(&api).await, 3);
 
+    // YAML both ways: the export as YAML is the same document; a YAML apply of a change.
+    let yaml = |method: Method, uri: &str, body: &str| {
+        api.request(method, uri)
+            .header(header::CONTENT_TYPE, "application/yaml")
+            .header(header::ACCEPT, "application/yaml")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let exported_yaml = api
+        .send(yaml(Method::GET, "/api/v1/export", ""))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(exported_yaml.content_type(), "application/yaml");
+    let text = exported_yaml.body.as_str().expect("YAML text").to_owned();
+    assert!(text.contains("clusters:"), "{text}");
+    let reread: Value = yaml_serde::from_str(&text).unwrap();
+    assert_eq!(reread, exported);
+    let change = "quotas:\n  - name: gold\n    limit: 200\n    window: minute\n";
+    let applied = api
+        .send(yaml(Method::POST, "/api/v1/apply", change))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        applied.body["resources"][0]["fields"],
+        json!([{"field": "limit", "before": 100, "after": 200}])
+    );
+    let bad_yaml = api
+        .send(yaml(Method::POST, "/api/v1/apply", "quotas: [unclosed"))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert!(
+        bad_yaml.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed YAML")
+    );
+    let text_plain = api
+        .request(Method::POST, "/api/v1/apply")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    api.send(text_plain)
+        .await
+        .expect(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     // A document may be larger than a single resource's body limit (1 MiB), up to 16 MiB.
     for (padding, status) in [
         (2 << 20, StatusCode::OK),

@@ -1,7 +1,8 @@
 //! Declarative config: `POST /api/v1/apply` makes the store hold a whole document
-//! (`{"clusters": [...], "routes": [...], …}`, each item a resource with its `name`) in one
-//! revision, and `GET /api/v1/export` returns that document. Applying a document validates
-//! every item first (a 400 names each bad field as `routes[2].match.path_prefix`, and each
+//! (`{"clusters": [...], "routes": [...], …}`, each item a resource with its `name`; JSON, or
+//! YAML with `content-type: application/yaml`) in one revision, and `GET /api/v1/export`
+//! returns that document (YAML when the client accepts `application/yaml`). Applying a
+//! document validates every item first (a 400 names each bad field as `routes[2].match.path_prefix`, and each
 //! reference to a resource neither the document nor the store holds), then writes only what
 //! differs: the same document twice makes no second revision. `?prune=true` also deletes what
 //! the document leaves out; `?dry_run=true` answers the diff and writes nothing. Updates are
@@ -15,20 +16,23 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
-use super::problem::{Problem, unknown_reference};
-use super::resources::read_json;
+use super::problem::{Problem, ProblemType, unknown_reference};
+use super::resources::{is_json, media_type, read_bytes};
 use crate::model::diff::{self, Config, ResourceDiff};
 use crate::model::{self, FieldError, Kind, Reference};
 use crate::store::{Change, Expect, Revision};
 
 /// The largest document accepted, in bytes (a whole fleet's config).
 pub const MAX_DOCUMENT_BYTES: usize = 16 << 20;
+/// The YAML media type (`application/x-yaml` and `text/yaml` are read as well).
+const YAML: &str = "application/yaml";
 
 /// How to apply a document.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,7 +69,8 @@ struct Item {
 
 /// Make the store hold the config of a document, as one revision.
 #[utoipa::path(post, path = "/api/v1/apply", tag = "revisions", params(ApplyOptions),
-    request_body(content = Object, description = "`{\"clusters\": [...], \"routes\": [...], …}`"),
+    request_body(content = Object, description = "`{\"clusters\": [...], \"routes\": [...], …}` \
+        as JSON, or YAML with `content-type: application/yaml`"),
     responses(
         (status = 200, description = "What differed, and the revision written", body = Applied),
         (status = 400, description = "Invalid items, every field named", body = Problem,
@@ -84,7 +89,7 @@ pub async fn apply(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Applied>, Problem> {
     let Query(options) = options.map_err(|e| Problem::invalid_field("", e.body_text()))?;
-    let document = read_json(&headers, body)?;
+    let document = read_document(&headers, body)?;
     let items = parse(&document)?;
     let current = state.store.list_all().await?;
     let versions: BTreeMap<(Kind, String), i64> = current
@@ -143,12 +148,15 @@ pub async fn apply(
 /// The whole config as a document for `POST /api/v1/apply`.
 #[utoipa::path(get, path = "/api/v1/export", tag = "revisions",
     responses(
-        (status = 200, description = "Every resource by plural kind, without server-set fields",
-            body = Object),
+        (status = 200, description = "Every resource by plural kind, without server-set fields \
+            (YAML when `accept: application/yaml`)", body = Object),
         (status = 401, description = "Missing or wrong token", body = Problem,
             content_type = "application/problem+json"),
     ))]
-pub async fn export(State(state): State<ApiState>) -> Result<Json<Value>, Problem> {
+pub async fn export(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
     let mut document: BTreeMap<&'static str, Vec<Value>> =
         Kind::ALL.iter().map(|k| (k.plural(), Vec::new())).collect();
     for resource in state.store.list_all().await? {
@@ -162,7 +170,65 @@ pub async fn export(State(state): State<ApiState>) -> Result<Json<Value>, Proble
             .or_default()
             .push(Value::Object(object));
     }
-    Ok(Json(serde_json::to_value(document).unwrap_or_default()))
+    if !accepts_yaml(&headers) {
+        return Ok(Json(document).into_response());
+    }
+    let yaml = yaml_serde::to_string(&document).map_err(|e| Problem::internal(&e))?;
+    let mut response = yaml.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(YAML));
+    Ok(response)
+}
+
+/// The document of a JSON or YAML body: 415 for another type, 413 above
+/// [`MAX_DOCUMENT_BYTES`], 400 for a malformed one (with the parser's message).
+fn read_document(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Problem> {
+    let essence = media_type(headers);
+    let yaml = matches!(essence.as_str(), YAML | "application/x-yaml" | "text/yaml");
+    if !yaml && !is_json(&essence) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemType::UnsupportedMediaType,
+            format!(
+                "the document must be JSON (application/json) or YAML ({YAML}), not {essence:?}"
+            ),
+        ));
+    }
+    let bytes = read_bytes(body, "16 MiB")?;
+    if yaml {
+        yaml_serde::from_slice(&bytes)
+            .map_err(|e| Problem::invalid_field("", format!("malformed YAML: {e}")))
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::invalid_field("", format!("malformed JSON: {e}")))
+    }
+}
+
+/// Whether `accept` names YAML before (or without) JSON.
+fn accepts_yaml(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for range in accept.split(',') {
+        let essence = range
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(essence.as_str(), YAML | "application/x-yaml" | "text/yaml") {
+            return true;
+        }
+        if is_json(&essence) {
+            return false;
+        }
+    }
+    false
 }
 
 /// Validates every item of the document; a 400 names every bad field of every item.

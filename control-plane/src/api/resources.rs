@@ -227,42 +227,58 @@ pub fn read_json(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, Problem> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence != "application/json"
-        && !(essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    if !is_json(&media_type(headers)) {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemType::UnsupportedMediaType,
             format!(
                 "the body must be JSON (Content-Type: application/json), not {:?}",
-                content_type
+                headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
             ),
         ));
     }
-    let bytes = body.map_err(|rejection| {
+    let bytes = read_bytes(body, "1 MiB")?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::invalid_field("", format!("malformed JSON: {e}")))
+}
+
+/// The essence of the request's media type, lowercased (`application/json`); empty without one.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `application/json` or an `application/…+json` type.
+pub fn is_json(essence: &str) -> bool {
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body's bytes: 413 above the route's limit (`limit` says it in words), 400 for a body
+/// that could not be read.
+pub fn read_bytes(body: Result<Bytes, BytesRejection>, limit: &str) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 status,
                 ProblemType::TooLarge,
-                "the body is larger than 1 MiB",
+                format!("the body is larger than {limit}"),
             )
         } else {
             Problem::new(status, ProblemType::BadBody, rejection.body_text())
         }
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Problem::invalid_field("", format!("malformed JSON: {e}")))
+    })
 }
 
 /// The five handlers of one kind, with their OpenAPI description, and its routes.
