@@ -437,6 +437,7 @@ impl Store {
 
 /// Begins a write transaction. SQLite takes its write lock up front (a deferred transaction
 /// that reads first can fail to upgrade without waiting); PostgreSQL writers lock rows.
+/// [`finish`] ends it.
 async fn begin_write(
     pool: &AnyPool,
     backend: Backend,
@@ -445,6 +446,26 @@ async fn begin_write(
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => pool.begin().await?,
     })
+}
+
+/// Commits `tx` when its body's `result` is a success; otherwise rolls it back at once (its
+/// locks released now rather than when the connection is next used) and returns the error.
+async fn finish<T>(
+    tx: Transaction<'static, Any>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, %error, "rollback of a failed write failed");
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Now, in Unix milliseconds.

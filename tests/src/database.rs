@@ -79,7 +79,7 @@ impl Database {
                     .expect("PostgreSQL tests are off (SWITCHYARD_TEST_POSTGRES=off)");
                 let name = format!("switchyard_e2e_{}", unique_suffix());
                 psql(&base, &format!("CREATE DATABASE {name}"));
-                let url = with_database(&base, &name);
+                let url = with_database(&base, &name).expect("a PostgreSQL URL");
                 Database {
                     kind,
                     url,
@@ -114,21 +114,10 @@ impl Drop for Database {
 }
 
 /// `base` with its database name (the URL path) replaced by `name`.
-fn with_database(base: &str, name: &str) -> String {
-    let (without_query, query) = match base.split_once('?') {
-        Some((url, query)) => (url, Some(query)),
-        None => (base, None),
-    };
-    let authority_start = without_query.find("://").map_or(0, |i| i + 3);
-    let path_start = without_query[authority_start..]
-        .find('/')
-        .map_or(without_query.len(), |i| authority_start + i);
-    let mut url = format!("{}/{name}", &without_query[..path_start]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
+fn with_database(base: &str, name: &str) -> Result<String, url::ParseError> {
+    let mut url = url::Url::parse(base)?;
+    url.set_path(name);
+    Ok(url.into())
 }
 
 fn psql(base: &str, sql: &str) {
@@ -161,15 +150,15 @@ mod tests {
     #[test]
     fn replaces_the_database_name() {
         assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
             "postgres://postgres@127.0.0.1:5432/x"
         );
         assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").unwrap(),
             "postgres://u:p@h/x?sslmode=disable"
         );
         assert_eq!(
-            with_database("postgres://h:5432", "x"),
+            with_database("postgres://h:5432", "x").unwrap(),
             "postgres://h:5432/x"
         );
     }

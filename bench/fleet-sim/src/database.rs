@@ -58,7 +58,8 @@ impl FreshPostgres {
             .with_context(|| format!("creating database {name} on {base}"))?;
         Ok(Self {
             base: base.to_owned(),
-            url: with_database(base, &name),
+            url: with_database(base, &name)
+                .with_context(|| format!("the database URL {base:?}"))?,
             name,
             clock_ticks: clock_ticks(),
         })
@@ -132,21 +133,10 @@ fn parse_lsn(lsn: &str) -> Option<u64> {
 }
 
 /// `base` with its database name (the URL path) replaced by `name`.
-fn with_database(base: &str, name: &str) -> String {
-    let (without_query, query) = match base.split_once('?') {
-        Some((url, query)) => (url, Some(query)),
-        None => (base, None),
-    };
-    let authority_start = without_query.find("://").map_or(0, |i| i + 3);
-    let path_start = without_query[authority_start..]
-        .find('/')
-        .map_or(without_query.len(), |i| authority_start + i);
-    let mut url = format!("{}/{name}", &without_query[..path_start]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
+fn with_database(base: &str, name: &str) -> Result<String, url::ParseError> {
+    let mut url = url::Url::parse(base)?;
+    url.set_path(name);
+    Ok(url.into())
 }
 
 /// Runs one statement with `psql -At`; its output.
@@ -173,14 +163,17 @@ mod tests {
     #[test]
     fn urls_and_lsns() {
         assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
             "postgres://postgres@127.0.0.1:5432/x"
         );
         assert_eq!(
-            with_database("postgres://h:5432/db?sslmode=disable", "x"),
+            with_database("postgres://h:5432/db?sslmode=disable", "x").unwrap(),
             "postgres://h:5432/x?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+        assert_eq!(
+            with_database("postgres://h", "x").unwrap(),
+            "postgres://h/x"
+        );
         assert_eq!(parse_lsn("0/10"), Some(16));
         assert_eq!(parse_lsn("1/0"), Some(1 << 32));
         assert_eq!(parse_lsn("nonsense"), None);

@@ -141,18 +141,8 @@ pub(super) async fn grant(
         return Ok(Vec::new());
     }
     let mut tx = super::begin_write(pool, backend).await?;
-    match grant_in(&mut tx, requests, now).await {
-        Ok(grants) => {
-            tx.commit().await?;
-            Ok(grants)
-        }
-        Err(error) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(%rollback, "rollback of a failed quota grant failed");
-            }
-            Err(error)
-        }
-    }
+    let result = grant_in(&mut tx, requests, now).await;
+    super::finish(tx, result).await
 }
 
 async fn grant_in(

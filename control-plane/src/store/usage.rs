@@ -183,18 +183,8 @@ pub(super) async fn record(
         return Ok(Vec::new());
     }
     let mut tx = super::begin_write(pool, backend).await?;
-    match record_in(&mut tx, backend, reports).await {
-        Ok(recorded) => {
-            tx.commit().await?;
-            Ok(recorded)
-        }
-        Err(error) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(%rollback, "rollback of a failed usage write failed");
-            }
-            Err(error)
-        }
-    }
+    let result = record_in(&mut tx, backend, reports).await;
+    super::finish(tx, result).await
 }
 
 async fn record_in(

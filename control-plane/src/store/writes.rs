@@ -81,19 +81,8 @@ async fn apply_with(
 ) -> Result<Revision, StoreError> {
     // PostgreSQL: the advisory lock in `write` orders config writers.
     let mut tx = super::begin_write(pool, backend).await?;
-    match write(&mut tx, backend, changes, actor, rollback_of).await {
-        Ok(revision) => {
-            tx.commit().await?;
-            Ok(revision)
-        }
-        Err(error) => {
-            // Release the locks now rather than when the connection is next used.
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(%rollback, "rollback of a refused write failed");
-            }
-            Err(error)
-        }
-    }
+    let result = write(&mut tx, backend, changes, actor, rollback_of).await;
+    super::finish(tx, result).await
 }
 
 /// The body of one write transaction; the caller commits or rolls back.
